@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, then run every test layer.
+#
+# Run from anywhere:  bash tests/run.sh
+# It creates ./.venv (reused when present), installs visionchat editable with the
+# `dev` extra (which builds the front end with npm), installs Debian's chromium for
+# the browser tests when it is missing, and runs: ruff, mypy, the TypeScript type
+# check and unit tests (vitest), then pytest (unit, emulator over loopback HTTP,
+# real kernels, and JupyterLab in headless Chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+step() { printf '\n== %s\n' "$*"; }
+
+if [ ! -x /usr/bin/chromium ]; then
+  step "installing Debian's chromium for the browser tests"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+step "python environment ($VENV)"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e ".[dev]"
+
+step "front end: install, type check, unit tests"
+npm ci --no-audit --no-fund --loglevel=error
+npm run --silent build
+npm run --silent typecheck
+npm test --silent
+
+step "lint and types"
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+"$VENV/bin/mypy"
+
+step "pytest"
+"$VENV/bin/python" -m pytest "$@"
