@@ -1,0 +1,566 @@
+"""The Conversation against a scriptable provider: every public call, every path."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from typing import Any
+
+import pytest
+
+from test_conversation_fakes import FakeProvider, make_image
+from visionchat.conversation import Conversation, ConversationEvent, Reply
+from visionchat.errors import (
+    NotVisionCapableError,
+    ServerError,
+    TurnCancelledError,
+    VisionChatError,
+)
+
+RED = make_image((220, 20, 20))
+BLUE = make_image((20, 20, 220), (80, 60))
+
+
+def conv_with(**kw: Any) -> tuple[Conversation, FakeProvider]:
+    fake = FakeProvider(**kw)
+    return Conversation(model="gpt-4o", provider=fake), fake
+
+
+class Recorder:
+    """Collects events and remembers on which thread listeners ran."""
+
+    def __init__(self) -> None:
+        self.events: list[ConversationEvent] = []
+        self.threads: set[str] = set()
+        self.first_delta = threading.Event()
+        self.lock = threading.Lock()
+
+    def __call__(self, ev: ConversationEvent) -> None:
+        with self.lock:
+            self.events.append(ev)
+            self.threads.add(threading.current_thread().name)
+        if ev.kind == "delta":
+            self.first_delta.set()
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.events]
+
+
+# -- asking ------------------------------------------------------------------
+
+
+def test_ask_returns_the_whole_answer_and_records_both_messages() -> None:
+    conv, fake = conv_with()
+    reply = conv.ask("what is this?", RED, BLUE)
+    assert isinstance(reply, Reply)
+    assert reply.text.startswith("echo what is this? | images=2 |")
+    assert reply.text.endswith(" w8")
+    assert str(reply) == reply.text
+    assert reply.model == "gpt-4o"
+    assert reply.credits == 12.5
+    assert reply.usage is not None and reply.usage.output_tokens == len(reply.text)
+    assert not reply.interrupted
+    assert reply.images == (RED, BLUE)
+    user, answer = conv.messages
+    assert (user.role, user.text, user.images) == ("user", "what is this?", [RED, BLUE])
+    assert (answer.role, answer.text, answer.id) == ("assistant", reply.text, reply.message_id)
+    assert answer.duration is not None and answer.duration >= 0
+    assert not answer.streaming
+    assert fake.uploaded == [RED.sha256, BLUE.sha256]
+    assert fake.stream_threads == {"visionchat-engine"}
+    assert reply._repr_markdown_() == reply.text
+    assert "gpt-4o" in repr(reply)
+
+
+def test_stream_yields_deltas_that_make_the_reply() -> None:
+    conv, _ = conv_with(words=30)
+    deltas = list(conv.stream("count", RED))
+    assert len(deltas) == 31
+    assert all(isinstance(d, str) and d for d in deltas)
+    last = conv.last_reply
+    assert last is not None and "".join(deltas) == last.text
+
+
+def test_ask_async_and_stream_async_on_the_callers_loop() -> None:
+    conv, _ = conv_with()
+
+    async def main() -> tuple[Reply, list[str]]:
+        reply = await conv.ask_async("one", RED, show=False)
+        deltas = [d async for d in conv.stream_async("two")]
+        return reply, deltas
+
+    reply, deltas = asyncio.run(main())
+    assert reply.text.startswith("echo one | images=1")
+    assert "".join(deltas).startswith("echo two | images=0")
+    assert [m.role for m in conv.messages] == ["user", "assistant"] * 2
+
+
+def test_submit_never_blocks_and_the_future_carries_the_message_id() -> None:
+    conv, fake = conv_with()
+    fake.gate = threading.Event()
+    rec = Recorder()
+    conv.add_listener(rec)
+    fut = conv.submit("hold on", RED)
+    assert isinstance(fut, concurrent.futures.Future)
+    assert rec.first_delta.wait(10)
+    assert not fut.done()  # the provider is held at its gate: submit returned anyway
+    assert conv.busy
+    fake.gate.set()
+    reply = fut.result(10)
+    assert reply.message_id == fut.message_id  # type: ignore[attr-defined]
+    assert not conv.busy
+
+
+def test_ask_works_from_a_worker_thread() -> None:
+    conv, _ = conv_with()
+    out: list[Reply] = []
+    t = threading.Thread(target=lambda: out.append(conv.ask("from a thread", RED)))
+    t.start()
+    t.join(30)
+    assert out and out[0].text.startswith("echo from a thread")
+
+
+def test_turns_submitted_together_run_one_after_another_in_order() -> None:
+    conv, fake = conv_with(words=3, delay=0.001)
+    futs = [conv.submit(f"q{i}") for i in range(5)]
+    replies = [f.result(30) for f in futs]
+    assert [r.text.split(" |")[0] for r in replies] == [f"echo q{i}" for i in range(5)]
+    texts = [m.text for m in conv.messages if m.role == "user"]
+    assert texts == [f"q{i}" for i in range(5)]
+    # each turn saw the previous ones as history (a stateless provider)
+    assert [len(r.history) for r in fake.requests] == [0, 2, 4, 6, 8]
+
+
+def test_mixed_models_per_turn() -> None:
+    conv, fake = conv_with()
+    conv.ask("a")
+    reply = conv.ask("b", model="claude-x")
+    assert reply.model == "claude-x"
+    assert fake.requests[-1].model == "claude-x"
+    assert conv.model == "gpt-4o"
+    assert [m.model for m in conv.messages] == ["gpt-4o", "gpt-4o", "claude-x", "claude-x"]
+
+
+def test_images_for_a_model_that_cannot_see_fail_before_anything_is_sent() -> None:
+    conv, fake = conv_with()
+    with pytest.raises(NotVisionCapableError, match="cannot see images"):
+        conv.ask("look", RED, model="text-only")
+    assert fake.requests == [] and fake.uploaded == []
+    assert conv.messages == []
+    assert conv.ask("no image", model="text-only").text.startswith("echo no image")
+
+
+def test_prompt_must_be_text() -> None:
+    conv, _ = conv_with()
+    with pytest.raises(VisionChatError, match="prompt must be a string"):
+        conv.ask(RED)  # type: ignore[arg-type]
+
+
+# -- listeners ---------------------------------------------------------------
+
+
+def test_listeners_see_every_step_on_the_engine_thread() -> None:
+    conv, _ = conv_with(words=5)
+    rec = Recorder()
+    remove = conv.add_listener(rec)
+    reply = conv.ask("hi", RED, BLUE)
+    kinds = rec.kinds()
+    assert kinds[0] == "turn-start"
+    assert kinds[1:3] == ["upload-progress", "upload-progress"]
+    assert kinds[-1] == "turn-end"
+    assert set(kinds[3:-1]) == {"delta"}
+    start = rec.events[0]
+    assert start.message_id == reply.message_id
+    assert start.message is not None and start.message.streaming
+    assert start.user_message is not None and start.user_message.text == "hi"
+    assert [e.progress for e in rec.events[1:3]] == [(1, 2), (2, 2)]
+    assert "".join(e.text for e in rec.events if e.kind == "delta") == reply.text
+    end = rec.events[-1].message
+    assert end is not None and end.text == reply.text and not end.streaming
+    assert rec.threads == {"visionchat-engine"}
+    remove()
+    conv.ask("again")
+    assert rec.kinds() == kinds
+
+
+def test_a_failing_listener_is_logged_and_never_breaks_a_turn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    conv, _ = conv_with()
+
+    def bad(ev: ConversationEvent) -> None:
+        raise RuntimeError("listener bug")
+
+    rec = Recorder()
+    conv.add_listener(bad)
+    conv.add_listener(rec)
+    reply = conv.ask("still fine")
+    assert reply.text.endswith("w8")
+    assert rec.kinds()[-1] == "turn-end"
+    assert "listener bug" in caplog.text
+
+
+def test_blocking_calls_from_a_listener_are_refused_not_deadlocked() -> None:
+    conv, _ = conv_with()
+    errors: list[str] = []
+
+    def nested(ev: ConversationEvent) -> None:
+        if ev.kind == "turn-end":
+            try:
+                conv.ask("inside")
+            except VisionChatError as exc:
+                errors.append(str(exc))
+
+    conv.add_listener(nested)
+    conv.ask("outer")
+    assert errors and "submit()" in errors[0]
+
+
+# -- stopping ----------------------------------------------------------------
+
+
+def test_cancel_keeps_the_partial_answer_marked_interrupted() -> None:
+    conv, _ = conv_with(words=400, delay=0.01)
+    rec = Recorder()
+    conv.add_listener(rec)
+    fut = conv.submit("long", RED)
+    assert rec.first_delta.wait(10)
+    assert conv.cancel() is True
+    reply = fut.result(10)
+    assert reply.interrupted
+    assert reply.text.startswith("echo long")
+    assert not reply.text.endswith("w400")
+    answer = conv.messages[-1]
+    assert answer.interrupted and answer.text == reply.text and not answer.streaming
+    assert rec.kinds()[-1] == "turn-end"
+    assert rec.events[-1].message is not None and rec.events[-1].message.interrupted
+    assert conv.cancel() is False  # nothing left to stop
+    assert "partial" in reply._repr_markdown_()
+
+
+def test_cancelling_a_queued_turn_sends_nothing() -> None:
+    conv, fake = conv_with()
+    fake.gate = threading.Event()
+    rec = Recorder()
+    conv.add_listener(rec)
+    first = conv.submit("first")
+    second = conv.submit("second")
+    assert rec.first_delta.wait(10)
+    assert conv.cancel(second.message_id) is True  # type: ignore[attr-defined]
+    fake.gate.set()
+    assert first.result(10).text.startswith("echo first")
+    with pytest.raises(TurnCancelledError, match="before it started"):
+        second.result(10)
+    assert [m.text for m in conv.messages if m.role == "user"] == ["first"]
+
+
+def test_cancelling_the_future_stops_the_stream_and_keeps_partial_text() -> None:
+    conv, _ = conv_with(words=400, delay=0.01)
+    rec = Recorder()
+    conv.add_listener(rec)
+    fut = conv.submit("long")
+    assert rec.first_delta.wait(10)
+    fut.cancel()
+    with pytest.raises(concurrent.futures.CancelledError):
+        fut.result(10)
+    for _ in range(200):  # the engine settles the message right after
+        if not conv.busy:
+            break
+        threading.Event().wait(0.01)
+    answer = conv.messages[-1]
+    assert answer.interrupted and answer.text.startswith("echo long")
+
+
+def test_task_cancellation_of_ask_async_keeps_partial_text() -> None:
+    conv, _ = conv_with(words=400, delay=0.01)
+    rec = Recorder()
+    conv.add_listener(rec)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(conv.ask_async("long", show=False))
+        while not rec.first_delta.is_set():
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    for _ in range(200):
+        if not conv.busy:
+            break
+        threading.Event().wait(0.01)
+    answer = conv.messages[-1]
+    assert answer.interrupted and answer.text.startswith("echo long")
+
+
+def test_leaving_a_stream_early_stops_the_answer() -> None:
+    conv, fake = conv_with(words=400, delay=0.005)
+    got = []
+    for delta in conv.stream("long"):
+        got.append(delta)
+        if len(got) == 3:
+            break
+    assert not conv.busy
+    answer = conv.messages[-1]
+    assert answer.interrupted
+    assert answer.text.startswith("".join(got))
+    assert len(fake.requests) == 1
+
+
+def test_stream_async_closed_early_stops_the_answer() -> None:
+    conv, _ = conv_with(words=400, delay=0.005)
+
+    async def main() -> list[str]:
+        got = []
+        agen = conv.stream_async("long")
+        async for delta in agen:
+            got.append(delta)
+            if len(got) == 3:
+                break
+        await agen.aclose()
+        return got
+
+    got = asyncio.run(main())
+    for _ in range(200):
+        if not conv.busy:
+            break
+        threading.Event().wait(0.01)
+    assert conv.messages[-1].interrupted
+    assert conv.messages[-1].text.startswith("".join(got))
+
+
+# -- failure, retry, undo, fork ----------------------------------------------
+
+
+def failing(conv_fake: tuple[Conversation, FakeProvider]) -> tuple[Conversation, FakeProvider]:
+    conv, fake = conv_fake
+    fake.fail_after = 3
+    fake.fail_with = ServerError("The server failed (502); try again in a moment.", status=502)
+    return conv, fake
+
+
+def test_a_failed_turn_keeps_the_prompt_images_and_partial_text() -> None:
+    conv, _ = failing(conv_with())
+    rec = Recorder()
+    conv.add_listener(rec)
+    with pytest.raises(ServerError):
+        conv.ask("look", RED)
+    user, answer = conv.messages
+    assert user.text == "look" and user.images == [RED]
+    assert answer.error and "502" in answer.error
+    assert answer.retryable
+    assert answer.text.startswith("echo look")  # the three chunks that arrived
+    err = rec.events[-1]
+    assert err.kind == "turn-error" and err.retryable and err.error == answer.error
+    assert conv.cost().rows[0].status == "error"
+
+
+def test_retry_reruns_the_last_turn_without_uploading_again() -> None:
+    conv, fake = failing(conv_with())
+    with pytest.raises(ServerError):
+        conv.ask("look", RED, BLUE)
+    uploads = list(fake.uploaded)
+    assert uploads == [RED.sha256, BLUE.sha256]
+    user_id = conv.messages[0].id
+    fake.fail_after = None
+    rec = Recorder()
+    conv.add_listener(rec)
+    reply = conv.retry()
+    assert reply.text.startswith("echo look | images=2")
+    assert fake.uploaded == uploads  # cached by sha256 in the same provider
+    assert conv.messages[0].id == user_id
+    assert len(conv.messages) == 2 and conv.messages[1].error is None
+    assert rec.kinds()[0] == "changed"  # the failed answer was replaced
+    assert rec.kinds()[1] == "turn-start"
+    # and the turn can be retried with another model, from any thread, as a future
+    reply2 = conv.submit_retry(model="claude-x").result(10)
+    assert reply2.model == "claude-x" and len(conv.messages) == 2
+
+
+def test_retry_with_nothing_to_retry() -> None:
+    conv, _ = conv_with()
+    with pytest.raises(VisionChatError, match="Nothing to retry"):
+        conv.retry()
+    with pytest.raises(VisionChatError, match="Nothing to retry"):
+        conv.submit_retry()
+
+
+def test_undo_drops_the_last_exchange() -> None:
+    conv, _ = conv_with()
+    conv.ask("one")
+    conv.ask("two", RED)
+    rec = Recorder()
+    conv.add_listener(rec)
+    removed = conv.undo()
+    assert removed[0].text == "two"
+    assert [m.text for m in conv.messages if m.role == "user"] == ["one"]
+    assert rec.kinds() == ["changed"]
+    conv.undo()
+    with pytest.raises(VisionChatError, match="Nothing to undo"):
+        conv.undo()
+
+
+def test_undo_and_clear_refuse_while_a_turn_runs() -> None:
+    conv, fake = conv_with()
+    fake.gate = threading.Event()
+    rec = Recorder()
+    conv.add_listener(rec)
+    fut = conv.submit("hold")
+    assert rec.first_delta.wait(10)
+    with pytest.raises(VisionChatError, match="still running"):
+        conv.undo()
+    with pytest.raises(VisionChatError, match="still running"):
+        conv.fork()
+    fake.gate.set()
+    fut.result(10)
+    conv.clear()
+    assert conv.messages == [] and conv.turns == 0
+
+
+def test_server_side_history_is_not_resent_but_undo_and_fork_start_fresh() -> None:
+    conv, fake = conv_with(keeps_history=True)
+    conv.ask("one", RED)
+    conv.ask("two")
+    assert [len(r.history) for r in fake.requests] == [0, 0]
+    assert conv.session == {"conversation_id": "conv-1"}
+    branch = conv.fork()
+    assert branch.session == {}
+    assert conv.session == {"conversation_id": "conv-1"}
+    branch.ask("three in the branch")
+    req = fake.requests[-1]
+    assert req.session == {}  # a new server conversation, not the original's
+    assert [h.text for h in req.history] == [
+        "one",
+        conv.messages[1].text,
+        "two",
+        conv.messages[3].text,
+    ]
+    assert req.history[0].images == (RED,)
+    assert branch.session == {"conversation_id": "conv-2"}
+    # the original continues its own server conversation, without history
+    conv.ask("four")
+    assert fake.requests[-1].session == {"conversation_id": "conv-1"}
+    assert fake.requests[-1].history == []
+    assert len(conv.messages) == 6 and len(branch.messages) == 6
+    # undo forgets the server conversation, which still remembers the dropped turn
+    conv.undo()
+    conv.ask("five")
+    assert fake.requests[-1].session == {}
+    assert len(fake.requests[-1].history) == 4
+
+
+def test_fork_is_independent_and_shares_the_upload_cache() -> None:
+    conv, fake = conv_with()
+    conv.ask("one", RED)
+    branch = conv.fork()
+    branch.ask("two", RED)
+    assert fake.uploaded == [RED.sha256]
+    assert len(conv.messages) == 2 and len(branch.messages) == 4
+    assert branch.provider is conv.provider
+    branch.messages[0].text = "edited"  # messages are copies
+    assert conv.messages[0].text == "one"
+
+
+def test_failed_exchanges_are_left_out_of_history() -> None:
+    conv, fake = failing(conv_with())
+    with pytest.raises(ServerError):
+        conv.ask("broken")
+    fake.fail_after = None
+    conv.ask("next")
+    assert fake.requests[-1].history == []
+
+
+# -- context budget ----------------------------------------------------------
+
+
+def test_oldest_images_are_dropped_first_to_fit_the_context_and_the_reply_says_so() -> None:
+    # each 512x512 image costs 255 tokens (85 + 170 x 1 tile); a quarter of a
+    # small context is kept free for the answer
+    conv, fake = conv_with(context_tokens=2000, words=2)
+    imgs = [make_image((i * 40, 0, 0), (512, 512)) for i in range(4)]
+    for i, img in enumerate(imgs[:3]):
+        conv.ask(f"image {i}", img)
+    reply = conv.ask("and this one?", imgs[3])
+    req = fake.requests[-1]
+    assert req.images == [imgs[3]]
+    sent = [img for turn in req.history for img in turn.images]
+    assert sent == imgs[:3] and reply.notices == ()  # everything fits in 1500
+    # 750 for the prompt: 259 for this turn, 765 for the old images and ~30 of text
+    conv2, fake2 = conv_with(context_tokens=1000, words=2)
+    for i, img in enumerate(imgs[:3]):
+        conv2.ask(f"image {i}", img)
+    reply2 = conv2.ask("and this one?", imgs[3])
+    hist = fake2.requests[-1].history
+    kept = [img for turn in hist for img in turn.images]
+    assert kept == imgs[2:3]  # the newest earlier image survives
+    assert len(hist) == 6  # every exchange's text is still there
+    assert "image(s) shared here left out" in hist[0].text
+    assert len(reply2.notices) == 1 and "Left out 2 earlier image(s)" in reply2.notices[0]
+    assert conv2.messages[-1].notices == list(reply2.notices)
+
+
+def test_whole_exchanges_go_when_images_are_not_enough() -> None:
+    conv, fake = conv_with(context_tokens=100, words=20)
+    for i in range(4):
+        conv.ask(f"question {i}")
+    reply = conv.ask("last")
+    hist = fake.requests[-1].history
+    assert 0 < len(hist) < 8
+    assert hist[-2].text == "question 3"
+    assert any("oldest exchange" in n for n in reply.notices)
+
+
+# -- cost --------------------------------------------------------------------
+
+
+def test_estimate_before_sending_and_the_cost_table() -> None:
+    conv, _ = conv_with()
+    big = make_image((1, 2, 3), (1024, 1024))
+    est = conv.estimate("x" * 40, big)
+    assert est.text_tokens == 10
+    # 1024x1024 -> shortest side 768 -> 768x768 -> 4 tiles -> 85 + 680
+    assert est.image_tokens == 765
+    assert est.history_tokens == 0
+    assert est.price == pytest.approx(775 / 1000 * 2.0)
+    reply = conv.ask("x" * 40, big)
+    assert reply.estimate == est
+    conv.ask("y" * 8)
+    report = conv.cost()
+    assert [r.turn for r in report.rows] == [1, 2]
+    assert report.credits == 25.0
+    second = report.rows[1]
+    assert second.estimated_tokens is not None and second.estimated_tokens > 2  # history counted
+    text = repr(report)
+    assert "total" in text and "25" in text and "gpt-4o" in text
+    assert "<table" in report._repr_html_()
+
+
+# -- provider choice, repr and the key -----------------------------------------
+
+
+def test_repr_shows_model_provider_and_turns_never_the_key() -> None:
+    fake = FakeProvider()
+    conv = Conversation(model="gpt-4o", provider=fake, api_key="sk-very-secret-123")
+    conv.ask("hello")
+    text = repr(conv)
+    assert "gpt-4o" in text and "fake" in text and "turns=1" in text
+    assert "secret" not in text
+    assert conv.provider_name == "fake"
+    assert len(conv) == 1
+
+
+def test_unknown_provider_name() -> None:
+    with pytest.raises(VisionChatError, match="Unknown provider 'nope'"):
+        Conversation(provider="nope")
+
+
+def test_model_setter_and_models_listing() -> None:
+    conv, _ = conv_with()
+    conv.model = "claude-x"
+    assert conv.ask("hi").model == "claude-x"
+    with pytest.raises(VisionChatError):
+        conv.model = ""
+    ids = [m.id for m in conv.models()]
+    assert ids == ["gpt-4o", "claude-x"]  # the text-only model is not offered
+    assert conv.model_info("gpt-4o") is not None
