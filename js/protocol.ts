@@ -1,0 +1,57 @@
+// The messages between kernel and page. Settled state lives in traits; streaming
+// uses these custom messages so a reply costs O(n) bytes, not O(n²).
+
+export interface SettledMessage {
+  id: string;
+  role: "user" | "assistant";
+  text: string;
+  model?: string | null;
+  images?: string[]; // sha256 of thumbnails in the `thumbnails` trait
+  credits?: number | null;
+  tokens?: number | null;
+  error?: string | null;
+  retryable?: boolean;
+  interrupted?: boolean;
+  duration?: number | null;
+}
+
+export interface Thumbnail {
+  data: DataView | ArrayBuffer | Uint8Array;
+  mime: string;
+  width: number; // size actually sent
+  height: number;
+}
+
+export type KernelMessage =
+  | { type: "turn-start"; id: string; role: "assistant"; model: string }
+  | { type: "delta"; id: string; text: string }
+  | { type: "turn-end"; id: string; message: SettledMessage }
+  | { type: "turn-error"; id: string; message: string; retryable: boolean }
+  | { type: "upload-progress"; id: string; done: number; total: number };
+
+export type PageMessage =
+  | { type: "submit"; text: string }
+  | { type: "attach"; name: string; mime: string } // the file's bytes ride in buffers[0]
+  | { type: "cancel" }
+  | { type: "retry" }
+  | { type: "remove-attachment"; sha: string };
+
+export function isKernelMessage(msg: unknown): msg is KernelMessage {
+  if (typeof msg !== "object" || msg === null) return false;
+  const t = (msg as { type?: unknown }).type;
+  return (
+    t === "turn-start" || t === "delta" || t === "turn-end" || t === "turn-error" ||
+    t === "upload-progress"
+  );
+}
+
+export function toBlobUrl(thumb: Thumbnail): string {
+  const d = thumb.data;
+  const bytes =
+    d instanceof DataView
+      ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
+      : d instanceof ArrayBuffer
+        ? new Uint8Array(d)
+        : d;
+  return URL.createObjectURL(new Blob([bytes as BlobPart], { type: thumb.mime }));
+}

@@ -1,0 +1,90 @@
+// @vitest-environment jsdom
+import { describe, expect, it } from "vitest";
+import { isKernelMessage } from "./protocol";
+import { Transcript } from "./transcript";
+
+function manualFrames() {
+  const queue: (() => void)[] = [];
+  return {
+    schedule: (cb: () => void) => queue.push(cb),
+    run: () => queue.splice(0).forEach((cb) => cb()),
+    pending: () => queue.length,
+  };
+}
+
+describe("Transcript", () => {
+  it("rebuilds settled messages, user text as typed and assistant text as markdown", () => {
+    const t = new Transcript(() => null, () => {});
+    t.setMessages([
+      { id: "u1", role: "user", text: "<b>not bold</b>" },
+      { id: "a1", role: "assistant", text: "**bold**", model: "gpt-4o", credits: 56 },
+    ]);
+    const msgs = t.el.querySelectorAll(".visionchat-msg");
+    expect(msgs).toHaveLength(2);
+    expect(msgs[0].querySelector("b")).toBeNull();
+    expect(msgs[0].textContent).toContain("<b>not bold</b>");
+    expect(msgs[1].querySelector("strong")?.textContent).toBe("bold");
+    expect(msgs[1].textContent).toContain("56 credits");
+  });
+
+  it("coalesces deltas into one render per frame and only re-renders the streaming message", () => {
+    const frames = manualFrames();
+    const t = new Transcript(() => null, () => {}, frames.schedule);
+    t.setMessages([{ id: "a0", role: "assistant", text: "earlier" }]);
+    const earlier = t.el.firstElementChild;
+    t.startTurn("a1", "gpt-4o");
+    for (const w of ["Hel", "lo ", "**wor", "ld**"]) t.appendDelta("a1", w);
+    expect(frames.pending()).toBe(1);
+    expect(t.renders).toBe(0);
+    frames.run();
+    expect(t.renders).toBe(1);
+    expect(t.el.querySelector(".visionchat-streaming strong")?.textContent).toBe("world");
+    expect(t.el.firstElementChild).toBe(earlier); // untouched
+    t.appendDelta("other-turn", "ignored");
+    expect(t.streamingText()).toBe("Hello **world**");
+  });
+
+  it("keeps the partial text when a turn fails and offers Retry", () => {
+    let retried = 0;
+    const frames = manualFrames();
+    const t = new Transcript(() => null, () => (retried += 1), frames.schedule);
+    t.startTurn("a1", "gpt-4o");
+    t.appendDelta("a1", "partial answer");
+    t.endTurn("a1", null, "The stream broke off; press Retry.", true);
+    const msg = t.el.querySelector(".visionchat-msg") as HTMLElement;
+    expect(msg.textContent).toContain("partial answer");
+    expect(msg.querySelector("[role=alert]")?.textContent).toContain("broke off");
+    (msg.querySelector(".visionchat-retry") as HTMLButtonElement).click();
+    expect(retried).toBe(1);
+    expect(t.streamingText()).toBeNull();
+  });
+
+  it("replaces the streaming message with the settled one at turn end", () => {
+    const t = new Transcript(() => null, () => {}, () => {});
+    t.startTurn("a1", "m");
+    t.appendDelta("a1", "draft");
+    t.endTurn("a1", { id: "a1", role: "assistant", text: "final *text*", model: "m" });
+    expect(t.el.querySelectorAll(".visionchat-msg")).toHaveLength(1);
+    expect(t.el.querySelector(".visionchat-streaming")).toBeNull();
+    expect(t.el.querySelector("em")?.textContent).toBe("text");
+  });
+
+  it("sanitizes streamed model text too", () => {
+    const frames = manualFrames();
+    const t = new Transcript(() => null, () => {}, frames.schedule);
+    t.startTurn("a1", "m");
+    t.appendDelta("a1", '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>');
+    frames.run();
+    expect(t.el.querySelector("script")).toBeNull();
+    expect(t.el.querySelector("[onerror]")).toBeNull();
+  });
+});
+
+describe("protocol", () => {
+  it("recognises kernel messages and rejects anything else", () => {
+    expect(isKernelMessage({ type: "delta", id: "a", text: "x" })).toBe(true);
+    expect(isKernelMessage({ type: "submit", text: "x" })).toBe(false);
+    expect(isKernelMessage(null)).toBe(false);
+    expect(isKernelMessage("delta")).toBe(false);
+  });
+});

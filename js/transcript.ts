@@ -1,0 +1,187 @@
+// The transcript: settled messages rebuilt from traits, plus at most one streaming
+// message that is re-rendered at most once per animation frame. Only the streaming
+// message is touched while text arrives, so the cost per chunk stays flat.
+import { renderMarkdown } from "./markdown";
+import type { SettledMessage } from "./protocol";
+
+export type ImageUrlFor = (sha: string) => { url: string; width: number; height: number } | null;
+type Schedule = (cb: () => void) => void;
+
+const defaultSchedule: Schedule = (cb) => {
+  if (typeof requestAnimationFrame === "function") requestAnimationFrame(() => cb());
+  else setTimeout(cb, 16);
+};
+
+interface Streaming {
+  id: string;
+  text: string;
+  body: HTMLElement;
+  dirty: boolean;
+}
+
+export class Transcript {
+  readonly el: HTMLElement;
+  private streaming: Streaming | null = null;
+  private frameQueued = false;
+  renders = 0; // streaming renders done (for tests and the benchmark)
+
+  constructor(
+    private readonly imageUrl: ImageUrlFor,
+    private readonly onRetry: () => void,
+    private readonly schedule: Schedule = defaultSchedule,
+  ) {
+    this.el = document.createElement("div");
+    this.el.className = "visionchat-transcript";
+    this.el.setAttribute("role", "log");
+    this.el.setAttribute("aria-live", "polite");
+    this.el.setAttribute("aria-label", "Chat transcript");
+  }
+
+  /** Rebuild from settled state (a new or re-opened view, or a turn that settled). */
+  setMessages(messages: SettledMessage[]): void {
+    const keep = this.streaming;
+    this.el.replaceChildren(...messages.map((m, i) => this.messageEl(m, i === messages.length - 1)));
+    if (keep && !messages.some((m) => m.id === keep.id)) {
+      this.el.append(keep.body.parentElement as HTMLElement);
+    }
+    this.scrollToEnd();
+  }
+
+  startTurn(id: string, model: string): void {
+    const wrap = document.createElement("div");
+    wrap.className = "visionchat-msg visionchat-assistant visionchat-streaming";
+    wrap.dataset.id = id;
+    wrap.append(this.header("assistant", model));
+    const body = document.createElement("div");
+    body.className = "visionchat-body";
+    const caret = document.createElement("span");
+    caret.className = "visionchat-caret";
+    caret.textContent = "▍";
+    body.append(caret);
+    wrap.append(body);
+    this.el.append(wrap);
+    this.streaming = { id, text: "", body, dirty: false };
+    this.scrollToEnd();
+  }
+
+  appendDelta(id: string, text: string): void {
+    const s = this.streaming;
+    if (!s || s.id !== id) return;
+    s.text += text;
+    s.dirty = true;
+    if (!this.frameQueued) {
+      this.frameQueued = true;
+      this.schedule(() => this.flush());
+    }
+  }
+
+  /** Render the streaming message now (also called by the scheduled frame). */
+  flush(): void {
+    this.frameQueued = false;
+    const s = this.streaming;
+    if (!s || !s.dirty) return;
+    s.dirty = false;
+    s.body.innerHTML = renderMarkdown(s.text);
+    const caret = document.createElement("span");
+    caret.className = "visionchat-caret";
+    caret.textContent = "▍";
+    s.body.append(caret);
+    this.renders += 1;
+    this.scrollToEnd();
+  }
+
+  streamingText(): string | null {
+    return this.streaming ? this.streaming.text : null;
+  }
+
+  /** The turn ended or failed: the settled message replaces the streaming one. */
+  endTurn(id: string, message: SettledMessage | null, error?: string, retryable = false): void {
+    const s = this.streaming;
+    if (!s || s.id !== id) return;
+    this.streaming = null;
+    const old = s.body.parentElement as HTMLElement;
+    const settled: SettledMessage = message ?? {
+      id,
+      role: "assistant",
+      text: s.text,
+      error: error ?? null,
+      retryable,
+    };
+    old.replaceWith(this.messageEl(settled, true));
+  }
+
+  private header(role: string, model?: string | null): HTMLElement {
+    const h = document.createElement("div");
+    h.className = "visionchat-meta";
+    h.textContent = role === "user" ? "You" : model ? model : "Assistant";
+    return h;
+  }
+
+  private messageEl(m: SettledMessage, last: boolean): HTMLElement {
+    const wrap = document.createElement("div");
+    wrap.className = `visionchat-msg visionchat-${m.role}`;
+    wrap.dataset.id = m.id;
+    wrap.append(this.header(m.role, m.model));
+    if (m.images && m.images.length) {
+      const strip = document.createElement("div");
+      strip.className = "visionchat-thumbs";
+      for (const sha of m.images) {
+        const info = this.imageUrl(sha);
+        if (!info) continue;
+        strip.append(thumbnail(info.url, info.width, info.height));
+      }
+      wrap.append(strip);
+    }
+    const body = document.createElement("div");
+    body.className = "visionchat-body";
+    if (m.role === "assistant") body.innerHTML = renderMarkdown(m.text);
+    else body.textContent = m.text; // the user's own words, shown as typed
+    wrap.append(body);
+    const facts: string[] = [];
+    if (m.interrupted) facts.push("stopped");
+    if (m.credits != null) facts.push(`${m.credits} credits`);
+    if (m.tokens != null) facts.push(`${m.tokens} tokens`);
+    if (m.duration != null) facts.push(`${m.duration.toFixed(1)} s`);
+    if (facts.length) {
+      const f = document.createElement("div");
+      f.className = "visionchat-facts";
+      f.textContent = facts.join(" · ");
+      wrap.append(f);
+    }
+    if (m.error) {
+      const e = document.createElement("div");
+      e.className = "visionchat-error";
+      e.setAttribute("role", "alert");
+      e.textContent = m.error;
+      if (m.retryable !== false && last) {
+        const b = document.createElement("button");
+        b.className = "visionchat-retry";
+        b.type = "button";
+        b.textContent = "Retry";
+        b.setAttribute("aria-label", "Retry this turn");
+        b.addEventListener("click", () => this.onRetry());
+        e.append(" ", b);
+      }
+      wrap.append(e);
+    }
+    return wrap;
+  }
+
+  private scrollToEnd(): void {
+    this.el.scrollTop = this.el.scrollHeight;
+  }
+}
+
+export function thumbnail(url: string, width: number, height: number): HTMLElement {
+  const fig = document.createElement("figure");
+  fig.className = "visionchat-thumb";
+  const img = document.createElement("img");
+  img.src = url;
+  img.alt = `image ${width}×${height}`;
+  img.title = `sent at ${width}×${height} px — click to enlarge`;
+  img.addEventListener("click", () => fig.classList.toggle("visionchat-enlarged"));
+  const cap = document.createElement("figcaption");
+  cap.textContent = `${width}×${height}`;
+  fig.append(img, cap);
+  return fig;
+}

@@ -1,0 +1,176 @@
+"""ChatWidget with a captured comm: what the kernel sends the page, and what it does
+with what the page sends.  The browser tests check the page side for real."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from visionchat.conversation import Conversation
+from visionchat.widget import ChatWidget, chat
+
+from test_conversation_fakes import FakeProvider, make_image
+
+
+class Page:
+    """Stands in for the browser: records custom messages the widget sends."""
+
+    def __init__(self, widget: ChatWidget) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.widget = widget
+        self.lock = threading.Lock()
+        widget.send = self._record  # type: ignore[method-assign]
+
+    def _record(self, content: dict[str, Any], buffers: Any = None) -> None:
+        with self.lock:
+            self.sent.append(content)
+
+    def do(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        self.widget._on_msg(self.widget, content, buffers or [])
+
+    def kinds(self) -> list[str]:
+        return [m["type"] for m in self.sent]
+
+    def text_of(self, message_id: str) -> str:
+        return "".join(m["text"] for m in self.sent if m["type"] == "delta" and m["id"] == message_id)
+
+
+def make(**kw: Any) -> tuple[ChatWidget, Page, FakeProvider]:
+    fake = FakeProvider(**kw)
+    w = ChatWidget(Conversation(model="gpt-4o", provider=fake))
+    return w, Page(w), fake
+
+
+def wait_idle(w: ChatWidget) -> None:
+    for f in list(w._futures):
+        f.result(timeout=20)
+
+
+def png_bytes(color: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_turn_typed_in_the_page_lands_in_the_conversation() -> None:
+    w, page, fake = make(words=30)
+    page.do({"type": "attach", "name": "red.png", "mime": "image/png"}, [png_bytes((255, 0, 0))])
+    assert len(w.pending) == 1 and w.pending[0] in w.thumbnails
+    page.do({"type": "submit", "text": "what is this?"})
+    wait_idle(w)
+    conv = w.conversation
+    user, answer = conv.messages
+    assert user.text == "what is this?" and len(user.images) == 1
+    assert answer.text.startswith("echo what is this? | images=1")
+    # streamed: turn-start, then deltas carrying only new text, then turn-end
+    kinds = page.kinds()
+    assert kinds[0] == "turn-start" and kinds[-1] == "turn-end"
+    assert page.text_of(answer.id) == answer.text
+    assert w.pending == []
+    assert [m["id"] for m in w.messages] == [user.id, answer.id]
+    assert w.messages[0]["images"] == [user.images[0].sha256]
+    assert not w.busy
+
+
+def test_deltas_are_coalesced_not_one_message_per_chunk() -> None:
+    w, page, fake = make(words=400)
+    page.do({"type": "submit", "text": "long"})
+    wait_idle(w)
+    deltas = [m for m in page.sent if m["type"] == "delta"]
+    answer = w.conversation.messages[-1]
+    assert page.text_of(answer.id) == answer.text
+    assert len(deltas) < 401  # 401 chunks arrived back to back: several share a message
+
+
+def test_a_turn_asked_from_python_streams_into_every_view() -> None:
+    fake = FakeProvider(words=5)
+    conv = Conversation(model="gpt-4o", provider=fake)
+    views = [ChatWidget(conv), ChatWidget(conv)]
+    pages = [Page(v) for v in views]
+    reply = conv.ask("from python", show=False)
+    for v, p in zip(views, pages):
+        assert p.text_of(reply.message_id) == reply.text
+        assert v.messages[-1]["text"] == reply.text
+
+
+def test_stop_keeps_the_partial_answer() -> None:
+    w, page, fake = make(words=50)
+    fake.gate = threading.Event()  # holds the stream after its first chunk
+    page.do({"type": "submit", "text": "slow"})
+    fut = w._futures[-1]
+    for _ in range(200):
+        if any(m["type"] == "delta" for m in page.sent):
+            break
+        threading.Event().wait(0.02)
+    page.do({"type": "cancel"})
+    reply = fut.result(timeout=20)
+    assert reply.interrupted
+    answer = w.conversation.messages[-1]
+    assert answer.interrupted and answer.text.startswith("echo slow")
+    assert w.messages[-1]["interrupted"] is True
+    assert w.messages[-1]["text"] == answer.text
+
+
+def test_a_failed_turn_is_shown_and_retry_from_the_page_answers_it() -> None:
+    w, page, fake = make(words=6)
+    fake.fail_after = 2
+    fake.fail_with = __import__("visionchat").errors.ServerError("backend fell over; retry", retryable=True)
+    page.do({"type": "submit", "text": "flaky"})
+    with pytest.raises(Exception):
+        w._futures[-1].result(timeout=20)
+    assert "turn-error" in page.kinds()
+    assert w.messages[-1]["error"] and w.messages[-1]["retryable"]
+    fake.fail_after = None
+    page.do({"type": "retry"})
+    wait_idle(w)
+    assert w.conversation.messages[-1].error is None
+    assert w.conversation.messages[-1].text.startswith("echo flaky")
+
+
+def test_removing_an_attachment_before_sending() -> None:
+    w, page, fake = make()
+    page.do({"type": "attach", "name": "a.png", "mime": "image/png"}, [png_bytes((0, 255, 0))])
+    page.do({"type": "attach", "name": "b.png", "mime": "image/png"}, [png_bytes((0, 0, 255))])
+    assert len(w.pending) == 2
+    page.do({"type": "remove-attachment", "sha": w.pending[0]})
+    assert len(w.pending) == 1
+    page.do({"type": "submit", "text": "one image"})
+    wait_idle(w)
+    assert len(fake.requests[-1].images) == 1
+
+
+def test_bad_input_from_the_page_becomes_an_inline_error() -> None:
+    w, page, fake = make()
+    page.do({"type": "attach", "name": "notes.png", "mime": "image/png"}, [b"this is not a png"])
+    assert w.error and w.pending == []
+    w2, page2, fake2 = make(vision=False)
+    w2.attach(make_image())
+    page2.do({"type": "submit", "text": "see?"})
+    for f in w2._futures:
+        with pytest.raises(Exception):
+            f.result(timeout=20)
+    assert w2.error or w2.messages[-1]["error"]
+
+
+def test_state_never_carries_the_api_key() -> None:
+    fake = FakeProvider()
+    conv = Conversation(model="gpt-4o", provider=fake, api_key="sk-THISMUSTNEVERLEAK-1234567890")
+    w = ChatWidget(conv, make_image())
+    page = Page(w)
+    conv.ask("hi", show=False)
+    state = w.get_state()
+    text = json.dumps({k: v for k, v in state.items() if k != "thumbnails"}, default=str)
+    assert "THISMUSTNEVERLEAK" not in text
+    assert all("THISMUSTNEVERLEAK" not in json.dumps(m) for m in page.sent)
+    assert "THISMUSTNEVERLEAK" not in repr(w)
+
+
+def test_chat_opens_a_widget_with_images_attached() -> None:
+    conv = Conversation(model="gpt-4o", provider=FakeProvider())
+    w = chat(make_image((1, 2, 3)), conversation=conv)
+    assert w.conversation is conv and len(w.pending) == 1
