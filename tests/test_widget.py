@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from visionchat.conversation import Conversation
-from visionchat.widget import ChatWidget, chat
-
 from test_conversation_fakes import FakeProvider, make_image
+from visionchat.conversation import Conversation
+from visionchat.errors import APIError, NotVisionCapableError, ServerError
+from visionchat.widget import ChatWidget, chat
 
 
 class Page:
@@ -37,7 +37,8 @@ class Page:
         return [m["type"] for m in self.sent]
 
     def text_of(self, message_id: str) -> str:
-        return "".join(m["text"] for m in self.sent if m["type"] == "delta" and m["id"] == message_id)
+        parts = [m["text"] for m in self.sent if m["type"] == "delta" and m["id"] == message_id]
+        return "".join(parts)
 
 
 def make(**kw: Any) -> tuple[ChatWidget, Page, FakeProvider]:
@@ -58,7 +59,7 @@ def png_bytes(color: tuple[int, int, int]) -> bytes:
 
 
 def test_a_turn_typed_in_the_page_lands_in_the_conversation() -> None:
-    w, page, fake = make(words=30)
+    w, page, _ = make(words=30)
     page.do({"type": "attach", "name": "red.png", "mime": "image/png"}, [png_bytes((255, 0, 0))])
     assert len(w.pending) == 1 and w.pending[0] in w.thumbnails
     page.do({"type": "submit", "text": "what is this?"})
@@ -78,7 +79,7 @@ def test_a_turn_typed_in_the_page_lands_in_the_conversation() -> None:
 
 
 def test_deltas_are_coalesced_not_one_message_per_chunk() -> None:
-    w, page, fake = make(words=400)
+    w, page, _ = make(words=400)
     page.do({"type": "submit", "text": "long"})
     wait_idle(w)
     deltas = [m for m in page.sent if m["type"] == "delta"]
@@ -93,7 +94,7 @@ def test_a_turn_asked_from_python_streams_into_every_view() -> None:
     views = [ChatWidget(conv), ChatWidget(conv)]
     pages = [Page(v) for v in views]
     reply = conv.ask("from python", show=False)
-    for v, p in zip(views, pages):
+    for v, p in zip(views, pages, strict=True):
         assert p.text_of(reply.message_id) == reply.text
         assert v.messages[-1]["text"] == reply.text
 
@@ -119,9 +120,9 @@ def test_stop_keeps_the_partial_answer() -> None:
 def test_a_failed_turn_is_shown_and_retry_from_the_page_answers_it() -> None:
     w, page, fake = make(words=6)
     fake.fail_after = 2
-    fake.fail_with = __import__("visionchat").errors.ServerError("backend fell over; retry", retryable=True)
+    fake.fail_with = ServerError("backend fell over; retry", retryable=True)
     page.do({"type": "submit", "text": "flaky"})
-    with pytest.raises(Exception):
+    with pytest.raises(APIError):
         w._futures[-1].result(timeout=20)
     assert "turn-error" in page.kinds()
     assert w.messages[-1]["error"] and w.messages[-1]["retryable"]
@@ -145,14 +146,14 @@ def test_removing_an_attachment_before_sending() -> None:
 
 
 def test_bad_input_from_the_page_becomes_an_inline_error() -> None:
-    w, page, fake = make()
+    w, page, _ = make()
     page.do({"type": "attach", "name": "notes.png", "mime": "image/png"}, [b"this is not a png"])
     assert w.error and w.pending == []
-    w2, page2, fake2 = make(vision=False)
+    w2, page2, _ = make(vision=False)
     w2.attach(make_image())
     page2.do({"type": "submit", "text": "see?"})
     for f in w2._futures:
-        with pytest.raises(Exception):
+        with pytest.raises(NotVisionCapableError):
             f.result(timeout=20)
     assert w2.error or w2.messages[-1]["error"]
 

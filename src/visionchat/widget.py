@@ -78,7 +78,7 @@ def _thumb(img: PreparedImage) -> dict[str, Any]:
     }
 
 
-class ChatWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class ChatWidget(anywidget.AnyWidget):
     """A chat transcript with image previews, driving ``conversation``.
 
     ``ChatWidget(conv)`` shows an existing conversation (turns asked from Python
@@ -177,20 +177,19 @@ class ChatWidget(anywidget.AnyWidget):  # type: ignore[misc]
         self.error = ""
         self.pending = []
         self._watch(
-            self._conv.submit(
-                text, *images, model=self.model or None, web_search=self.web_search
-            )
+            self._conv.submit(text, *images, model=self.model or None, web_search=self.web_search)
         )
 
     def _watch(self, future: Any) -> None:
         self._futures = [f for f in self._futures if not f.done()] + [future]
+
         def done(f: Any) -> None:
             exc = f.exception()
             # Errors of a started turn are shown in the transcript; an error before
             # the turn started (bad image, model without vision) shows here.
-            if exc is not None and not isinstance(exc, VisionChatError | KeyboardInterrupt):
-                self.error = str(exc)
-            elif exc is not None and not self._shown(exc):
+            if exc is None or isinstance(exc, KeyboardInterrupt):
+                return
+            if not isinstance(exc, VisionChatError) or not self._shown(exc):
                 self.error = str(exc)
 
         future.add_done_callback(done)
@@ -220,7 +219,9 @@ class ChatWidget(anywidget.AnyWidget):  # type: ignore[misc]
             )
         elif ev.kind == "upload-progress" and ev.progress:
             done, total = ev.progress
-            self.send({"type": "upload-progress", "id": ev.message_id, "done": done, "total": total})
+            self.send(
+                {"type": "upload-progress", "id": ev.message_id, "done": done, "total": total}
+            )
         elif ev.kind == "turn-end" and ev.message is not None:
             self.send({"type": "turn-end", "id": ev.message_id, "message": _settled(ev.message)})
             self._sync_messages()
@@ -297,11 +298,11 @@ def _notice(conv: Conversation) -> str:
             "Set ONEMIN_API_KEY (1min.ai) or OPENAI_API_KEY / OPENAI_BASE_URL for a real model."
         )
     try:
-        import ipykernel
+        from importlib.metadata import version
 
-        if int(ipykernel.__version__.split(".")[0]) < 7:
+        if int(version("ipykernel").split(".")[0]) < 7:
             parts.append("This kernel answers the widget only between cells (ipykernel < 7).")
-    except (ImportError, ValueError):
+    except (ImportError, ValueError, LookupError):
         pass
     return " ".join(parts)
 
