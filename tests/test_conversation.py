@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -564,3 +569,40 @@ def test_model_setter_and_models_listing() -> None:
     ids = [m.id for m in conv.models()]
     assert ids == ["gpt-4o", "claude-x"]  # the text-only model is not offered
     assert conv.model_info("gpt-4o") is not None
+
+
+# -- a plain script ------------------------------------------------------------
+
+
+def test_every_call_in_a_plain_script_process() -> None:
+    tests = Path(__file__).resolve().parent
+    code = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        sys.path.insert(0, {str(tests)!r})
+        from test_conversation_fakes import FakeProvider, make_image
+        from visionchat.conversation import Conversation
+        conv = Conversation(provider=FakeProvider(words=3, delay=0.001))
+        print(conv.ask("a", make_image()).text)
+        print("".join(conv.stream("b")))
+        async def main():
+            r = await conv.ask_async("c")
+            return r.text + "/" + "".join([d async for d in conv.stream_async("d")])
+        print(asyncio.run(main()))
+        print(conv)
+        print("IPython" in sys.modules)  # the core never imports it
+        """
+    )
+    src = str(tests.parent / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "echo a | images=1 | w1 w2 w3",
+        "echo b | images=0 | w1 w2 w3",
+        "echo c | images=0 | w1 w2 w3/echo d | images=0 | w1 w2 w3",
+        "<Conversation model='gpt-4o' provider='fake' turns=4>",
+        "False",
+    ]

@@ -1,0 +1,56 @@
+"""A notebook using the Conversation, executed by nbclient as CI executes notebooks.
+
+What matters here is what a saved notebook holds afterwards: the streamed
+answer left behind as ordinary Markdown outputs, a valid nbformat document, and
+a conversation file that loads back with its images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from test_kernel_helpers import SETUP, TESTS
+
+pytestmark = pytest.mark.kernel
+
+
+def test_a_notebook_asks_saves_and_loads(tmp_path: Path) -> None:
+    chat = tmp_path / "chat.json"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(SETUP),
+        nbformat.v4.new_code_cell(
+            "conv = Conversation(provider=FakeProvider(words=200, delay=0.001))\n"
+            "reply = conv.ask('what is in the picture?', make_image((10, 200, 10)))"
+        ),
+        nbformat.v4.new_code_cell(f"conv.save({str(chat)!r})"),
+        nbformat.v4.new_code_cell(
+            f"loaded = Conversation.load({str(chat)!r}, provider=FakeProvider(words=5))\n"
+            "assert loaded.messages == conv.messages\n"
+            "assert loaded.messages[0].images[0].data == conv.messages[0].images[0].data\n"
+            "more = await loaded.ask_async('and the colour?')\n"
+            "print(loaded.turns, more.text.split(' |')[0])"
+        ),
+        nbformat.v4.new_code_cell("conv.cost()"),
+    ]
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(TESTS)}}
+    ).execute()
+    nbformat.validate(nb)
+    ask_cell, _, load_cell, cost_cell = nb.cells[1:]
+    markdown = [
+        o["data"]["text/markdown"] for o in ask_cell.outputs if o["output_type"] == "display_data"
+    ]
+    assert "".join(markdown).startswith("echo what is in the picture? | images=1 |")
+    assert "".join(markdown).endswith(" w200")
+    assert all("text/plain" in o["data"] for o in ask_cell.outputs)
+    assert [o["text"] for o in load_cell.outputs if o["output_type"] == "stream"] == [
+        "2 echo and the colour?\n"
+    ]
+    table = cost_cell.outputs[0]["data"]
+    assert "<table" in table["text/html"] and "total" in table["text/plain"]
+    assert chat.exists()
