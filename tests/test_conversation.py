@@ -35,7 +35,9 @@ def conv_with(**kw: Any) -> tuple[Conversation, FakeProvider]:
 class Recorder:
     """Collects events and remembers on which thread listeners ran."""
 
-    def __init__(self) -> None:
+    def __init__(self, conv: Conversation | None = None) -> None:
+        self.conv = conv
+        self.busy_at_end: list[bool] = []
         self.events: list[ConversationEvent] = []
         self.threads: set[str] = set()
         self.first_delta = threading.Event()
@@ -47,6 +49,8 @@ class Recorder:
             self.threads.add(threading.current_thread().name)
         if ev.kind == "delta":
             self.first_delta.set()
+        if ev.kind in ("turn-end", "turn-error") and self.conv is not None:
+            self.busy_at_end.append(self.conv.busy)
 
     def kinds(self) -> list[str]:
         return [e.kind for e in self.events]
@@ -167,7 +171,7 @@ def test_prompt_must_be_text() -> None:
 
 def test_listeners_see_every_step_on_the_engine_thread() -> None:
     conv, _ = conv_with(words=5)
-    rec = Recorder()
+    rec = Recorder(conv)
     remove = conv.add_listener(rec)
     reply = conv.ask("hi", RED, BLUE)
     kinds = rec.kinds()
@@ -184,6 +188,7 @@ def test_listeners_see_every_step_on_the_engine_thread() -> None:
     end = rec.events[-1].message
     assert end is not None and end.text == reply.text and not end.streaming
     assert rec.threads == {"visionchat-engine"}
+    assert rec.busy_at_end == [False]  # settled turns no longer count as running
     remove()
     conv.ask("again")
     assert rec.kinds() == kinds

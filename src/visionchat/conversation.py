@@ -854,7 +854,7 @@ class Conversation:
                     answer.record_id = event.record_id
         except asyncio.CancelledError:
             answer.interrupted = True
-            self._settle(answer, started)
+            self._settle(turn, answer, started)
             self._emit(ConversationEvent("turn-end", turn.id, message=answer.copy()))
             if turn.cancel_requested:
                 _uncancel()
@@ -866,7 +866,7 @@ class Conversation:
                 answer.text = partial
             answer.error = str(exc) or type(exc).__name__
             answer.retryable = bool(getattr(exc, "retryable", False))
-            self._settle(answer, started)
+            self._settle(turn, answer, started)
             self._emit(
                 ConversationEvent(
                     "turn-error",
@@ -877,7 +877,7 @@ class Conversation:
                 )
             )
             raise
-        self._settle(answer, started)
+        self._settle(turn, answer, started)
         self._emit(ConversationEvent("turn-end", turn.id, message=answer.copy()))
         return Reply._from(answer, user)
 
@@ -907,10 +907,12 @@ class Conversation:
         # Decoding and resizing take CPU time; keep the engine loop free for streams.
         return await asyncio.to_thread(self._prepare, images, model)
 
-    @staticmethod
-    def _settle(answer: Message, started: float) -> None:
+    def _settle(self, turn: _Turn, answer: Message, started: float) -> None:
         answer.duration = time.monotonic() - started
         answer.streaming = False
+        # Retired before the final event, so a listener sees ``busy`` right.
+        with self._lock:
+            self._turns.pop(turn.id, None)
 
     def _check_retry_possible(self) -> None:
         with self._lock:
