@@ -611,3 +611,100 @@ def test_every_call_in_a_plain_script_process() -> None:
         "<Conversation model='gpt-4o' provider='fake' turns=4>",
         "False",
     ]
+
+
+# -- choosing the backend from the environment ---------------------------------
+
+
+class _Made:
+    """Stands in for a provider class: records how it was built."""
+
+    def __init__(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self.name = name
+        self.keeps_history = False
+        self.args, self.kwargs = args, kwargs
+
+
+@pytest.fixture
+def fake_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    for module, cls, name in [
+        ("oneminai", "OneMinAIProvider", "1min"),
+        ("openai", "OpenAIProvider", "openai"),
+        ("offline", "OfflineProvider", "offline"),
+    ]:
+        mod = types.ModuleType(f"visionchat.providers.{module}")
+        setattr(mod, cls, lambda *a, _n=name, **kw: _Made(_n, *a, **kw))
+        monkeypatch.setitem(sys.modules, f"visionchat.providers.{module}", mod)
+    for var in ("ONEMIN_API_KEY", "ONE_MIN_AI_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.mark.usefixtures("fake_backends")
+@pytest.mark.parametrize(
+    ("env", "kwargs", "name", "args", "made_kwargs"),
+    [
+        ({"ONEMIN_API_KEY": "k1"}, {}, "1min", ("k1",), {"api": "current"}),
+        ({"ONE_MIN_AI_API_KEY": "k2"}, {"api": "legacy"}, "1min", ("k2",), {"api": "legacy"}),
+        (
+            {"ONEMIN_API_KEY": "k1", "OPENAI_API_KEY": "sk-openai-9"},
+            {"base_url": "http://127.0.0.1:9"},
+            "1min",
+            ("k1",),
+            {"api": "current", "base_url": "http://127.0.0.1:9"},
+        ),
+        ({"OPENAI_API_KEY": "o1"}, {}, "openai", ("o1",), {}),
+        (
+            {"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"},
+            {},
+            "openai",
+            (None,),
+            {"base_url": "http://127.0.0.1:11434/v1"},
+        ),
+        ({}, {"api_key": "given"}, "1min", ("given",), {"api": "current"}),
+        ({}, {"provider": "openai", "api_key": "x"}, "openai", ("x",), {}),
+        ({"ONEMIN_API_KEY": "k1"}, {"provider": "offline"}, "offline", (), {}),
+        ({}, {}, "offline", (), {}),
+    ],
+)
+def test_provider_choice(
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    kwargs: dict[str, Any],
+    name: str,
+    args: tuple[Any, ...],
+    made_kwargs: dict[str, Any],
+) -> None:
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    conv = Conversation(**kwargs)
+    made = conv.provider
+    assert isinstance(made, _Made)
+    assert (made.name, made.args, made.kwargs) == (name, args, made_kwargs)
+    assert conv.provider_name == name
+    for secret in [*env.values(), kwargs.get("api_key")]:
+        if secret:
+            assert secret not in repr(conv)
+
+
+@pytest.mark.usefixtures("fake_backends")
+def test_the_offline_fallback_says_so_once(capsys: pytest.CaptureFixture[str]) -> None:
+    import visionchat.conversation as mod
+
+    mod._offline_notice_shown = False
+    Conversation()
+    Conversation()
+    err = capsys.readouterr().err
+    assert err.count("offline demo model") == 1
+    assert "ONEMIN_API_KEY" in err and len(err.strip().splitlines()) == 1
+    capsys.readouterr()
+    Conversation(provider="offline")  # asked for explicitly: no notice
+    assert capsys.readouterr().err == ""
+
+
+def test_web_search_reaches_the_provider() -> None:
+    conv, fake = conv_with()
+    conv.ask("news?", web_search=True)
+    assert fake.requests[-1].web_search is True
+    assert conv.messages[0].web_search is True
