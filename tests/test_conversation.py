@@ -624,6 +624,9 @@ class _Made:
         self.keeps_history = False
         self.args, self.kwargs = args, kwargs
 
+    def model_info(self, model: str) -> None:
+        return None
+
 
 @pytest.fixture
 def fake_backends(monkeypatch: pytest.MonkeyPatch) -> None:

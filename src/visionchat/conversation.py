@@ -247,6 +247,22 @@ def resolve_provider(
     return OfflineProvider(), None
 
 
+#: The model a conversation uses when none is named (most backends offer it).
+DEFAULT_MODEL = "gpt-4o"
+
+
+def _default_model(provider: Provider) -> str:
+    """``provider.default_model`` if it has one; the offline model is its only model."""
+    explicit = getattr(provider, "default_model", None)
+    if isinstance(explicit, str) and explicit:
+        return explicit
+    if getattr(provider, "name", None) == "offline":
+        info = provider.model_info(DEFAULT_MODEL)
+        if info is not None:
+            return info.id
+    return DEFAULT_MODEL
+
+
 def _provider_class(module: str, name: str) -> Any:
     """Import a backend only when it is chosen (each pulls in its own dependencies)."""
     return getattr(importlib.import_module(f"visionchat.providers.{module}"), name)
@@ -343,14 +359,14 @@ class Conversation:
 
     def __init__(
         self,
-        model: str = "gpt-4o",
+        model: str | None = None,
         provider: str | Provider | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
         api: str = "current",
     ) -> None:
         prov, key = resolve_provider(provider, api_key=api_key, base_url=base_url, api=api)
-        self._setup(prov, key, model)
+        self._setup(prov, key, model or _default_model(prov))
 
     def _setup(self, provider: Provider, key: str | None, model: str) -> None:
         self._provider = provider
