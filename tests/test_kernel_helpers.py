@@ -25,6 +25,7 @@ import sys
 sys.path.insert(0, {str(TESTS)!r})
 from test_conversation_fakes import FakeProvider, make_image
 from visionchat.conversation import Conversation
+from visionchat.providers.offline import OfflineProvider
 """
 
 
