@@ -433,10 +433,12 @@ def test_server_side_history_is_not_resent_but_undo_and_fork_start_fresh() -> No
     conv.ask("one", RED)
     conv.ask("two")
     assert [len(r.history) for r in fake.requests] == [0, 0]
+    assert conv.estimate("three").history_tokens == 0  # nothing old is sent again
     assert conv.session == {"conversation_id": "conv-1"}
     branch = conv.fork()
     assert branch.session == {}
     assert conv.session == {"conversation_id": "conv-1"}
+    assert branch.estimate("three in the branch").history_tokens > 255  # resent, image too
     branch.ask("three in the branch")
     req = fake.requests[-1]
     assert req.session == {}  # a new server conversation, not the original's

@@ -537,7 +537,9 @@ class Conversation:
         with self._lock:
             prior = list(self._messages)
         user = Message(id="", role="user", text=prompt, images=prepared)
-        _history, _notices, history_tokens = self._plan_context(prior, user, model, info)
+        history_tokens = 0
+        if prior and self._sends_history():
+            _history, _notices, history_tokens = self._plan_context(prior, user, model, info)
         return _cost.estimate_turn(
             prompt,
             [(i.width, i.height) for i in prepared],
@@ -856,7 +858,7 @@ class Conversation:
 
         history: list[HistoryTurn] = []
         history_tokens = 0
-        if prior and (not self._provider.keeps_history or not self._session):
+        if prior and self._sends_history():
             history, answer.notices, history_tokens = self._plan_context(prior, user, model, info)
             for notice in answer.notices:
                 _log.warning("visionchat: %s", notice)
@@ -973,6 +975,15 @@ class Conversation:
                 raise VisionChatError("Nothing to retry yet: ask something first.")
 
     # -- context for backends without server-side history ---------------------
+
+    def _sends_history(self) -> bool:
+        """Whether earlier turns go with the next one.
+
+        Always for stateless backends; for a server that keeps history, only
+        when this conversation has no server conversation yet although it has
+        earlier turns (after a fork, an undo, or loading with another backend).
+        """
+        return not self._provider.keeps_history or not self._session
 
     def _plan_context(
         self, prior: Sequence[Message], user: Message, model: str, info: ModelInfo | None
