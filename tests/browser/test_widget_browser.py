@@ -1,0 +1,61 @@
+"""The widget in a real JupyterLab in headless Chromium."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+SETUP = """
+import visionchat
+from visionchat.widget import ChatWidget
+from visionchat.providers.offline import OfflineProvider
+from PIL import Image
+conv = visionchat.Conversation(provider=OfflineProvider(words_per_second={wps}))
+w = ChatWidget(conv, Image.new("RGB", (320, 200), (220, 30, 30)))
+w
+"""
+
+
+def test_widget_renders_and_answers_a_question(open_notebook) -> None:
+    nb = open_notebook("render.ipynb", [SETUP.format(wps=0)])
+    nb.run_all()
+    page = nb.page
+    nb.wait_for(".visionchat-root")
+    # the attached image shows as a preview with the size actually sent
+    page.locator(".visionchat-previews .visionchat-thumb img").wait_for()
+    assert "320×200" in page.locator(".visionchat-previews").inner_text()
+    box = page.locator(".visionchat-input")
+    box.fill("What colour is this?")
+    box.press("Enter")
+    answer = page.locator(".visionchat-assistant .visionchat-body").last
+    answer.wait_for()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.visionchat-assistant')]"
+        ".some(e => e.textContent.includes('offline demo model'))",
+        timeout=30_000,
+    )
+    text = answer.inner_text()
+    assert "red" in text and "320×200" in text
+    # the user's message carries its thumbnail; the composer is empty again
+    assert page.locator(".visionchat-user .visionchat-thumb img").count() == 1
+    assert page.locator(".visionchat-previews .visionchat-thumb").count() == 0
+    nb.screenshot("widget-light")
+
+
+def test_dark_theme(open_notebook) -> None:
+    nb = open_notebook("dark.ipynb", [SETUP.format(wps=0)], theme="dark")
+    nb.run_all()
+    nb.wait_for(".visionchat-root")
+    box = nb.page.locator(".visionchat-input")
+    box.fill("describe")
+    box.press("Enter")
+    nb.page.locator(".visionchat-assistant").first.wait_for(timeout=30_000)
+    nb.page.wait_for_timeout(300)
+    bg = nb.page.evaluate(
+        "getComputedStyle(document.querySelector('.visionchat-root')).backgroundColor"
+    )
+    # JupyterLab Dark's layout colour is dark: the widget follows the theme
+    r, g, b = (int(x) for x in bg[bg.index("(") + 1 : bg.index(")")].split(",")[:3])
+    assert r + g + b < 200, bg
+    nb.screenshot("widget-dark")
