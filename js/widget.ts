@@ -78,7 +78,7 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
     "aria-label": "Attach images",
   });
   const attach = el("button", "visionchat-attach", { type: "button", "aria-label": "Attach images" });
-  attach.textContent = "🖼";
+  attach.textContent = "+ Image";
   const modelPick = el("select", "visionchat-model", { "aria-label": "Model" });
   const webLabel = el("label", "visionchat-web");
   const web = el("input", "visionchat-web-toggle", { type: "checkbox" });

@@ -284,8 +284,10 @@ def _model_choices(conv: Conversation) -> list[dict[str, str]]:
     choices = []
     for info in infos:
         label = info.name or info.id
-        if info.input_price is not None:
-            label += f" · {info.input_price:g}/{info.output_price or 0:g} per 1K tok"
+        if info.input_price == 0 and not info.output_price:
+            label += " · free"
+        elif info.input_price is not None:
+            label += f" · {info.input_price:g} in / {info.output_price or 0:g} out per 1K tokens"
         choices.append({"id": info.id, "label": label})
     return choices
 
