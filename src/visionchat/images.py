@@ -1,19 +1,45 @@
 """Turn anything image-like in a kernel into bytes worth sending.
 
-(Skeleton: the PreparedImage type is fixed; prepare_image is being built.)
+Vision models downscale what they receive (OpenAI fits 2048 px, Anthropic about
+1568 px or 1.15 MP), so sending more costs upload time and money for nothing.
+``prepare_image`` therefore shrinks to the target's limit before encoding,
+decodes big JPEGs at reduced scale (Pillow's draft mode) instead of fully, and
+picks the encoding by content: PNG keeps plots and screenshots crisp and small,
+JPEG keeps photographs small.  Every failure is an ``ImageError`` naming the
+input and the problem.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
+import math
+import os
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
+
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
-__all__ = ["ImageError", "PreparedImage", "prepare_image"]
+__all__ = ["DEFAULT_MAX_EDGE", "DEFAULT_MAX_PIXELS", "ImageError", "PreparedImage", "prepare_image"]
 
+DEFAULT_MAX_EDGE = 2048
+DEFAULT_MAX_PIXELS = 2048 * 2048
+THUMBNAIL_EDGE = 256
+JPEG_QUALITY = 85
+URL_TIMEOUT = 20.0  # seconds, connect and between bytes
+MAX_DOWNLOAD_BYTES = 50_000_000
+
+_FULL_SIZE = "visionchat-full-size"  # img.info key: size before draft decoding
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+_FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
+_ACCEPTED = (
+    "a PIL image, a NumPy array, a matplotlib Figure or Axes, a path, bytes, a binary "
+    "file object, an http(s) URL, an IPython Image, or an object with _repr_png_/_repr_jpeg_"
+)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -27,7 +53,7 @@ class PreparedImage:
     sha256: str  # hex digest of ``data``
     thumbnail: bytes  # PNG or JPEG, long edge <= 256 px, for previews
     thumbnail_mime: str
-    source: str  # short human description of the input ("PIL RGBA 640x480", "file cat.jpg")
+    source: str  # short human description of the input ("PIL RGBA 640×480", "file cat.jpg")
     original_size: tuple[int, int]
     original_format: str | None
     resized: bool
@@ -44,12 +70,420 @@ class PreparedImage:
     def to_data_url(self) -> str:
         return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
 
+    def to_pil(self) -> Image.Image:
+        """Decode the prepared bytes (what the model will see)."""
+        img = Image.open(io.BytesIO(self.data))
+        img.load()
+        return img
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PreparedImage) and other.sha256 == self.sha256
 
     def __hash__(self) -> int:
         return hash(self.sha256)
 
+    def __repr__(self) -> str:
+        size = f"{self.width}×{self.height}"
+        was = ", resized from {}×{}".format(*self.original_size) if self.resized else ""
+        return (
+            f"PreparedImage({size} {self.mime}, {_human_bytes(len(self.data))}{was}; "
+            f"from {self.source})"
+        )
 
-def prepare_image(obj: Any, *, max_edge: int | None = None) -> PreparedImage:
-    raise ImageError("prepare_image is not built yet")
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        # Notebooks render PNG and JPEG; a WebP shows through its thumbnail.
+        if self.mime in ("image/png", "image/jpeg"):
+            mime, data = self.mime, self.data
+        else:
+            mime, data = self.thumbnail_mime, self.thumbnail
+        bundle = {mime: base64.b64encode(data).decode("ascii"), "text/plain": repr(self)}
+        return bundle, {mime: {"width": self.width, "height": self.height}}
+
+
+def prepare_image(
+    obj: Any,
+    *,
+    max_edge: int | None = None,
+    max_pixels: int | None = None,
+    format: str | None = None,
+    quality: int = JPEG_QUALITY,
+    timeout: float = URL_TIMEOUT,
+    max_download_bytes: int = MAX_DOWNLOAD_BYTES,
+) -> PreparedImage:
+    """Convert ``obj`` into an encoded image no larger than the limits.
+
+    ``max_edge`` (default 2048) bounds the long edge and ``max_pixels`` (default
+    2048²) the area; images are never upscaled.  ``format`` forces "png",
+    "jpeg" or "webp"; by default the content decides.  URLs are fetched with
+    ``timeout`` seconds per step and at most ``max_download_bytes``.
+    """
+    limits = _Limits(
+        max_edge=max_edge or DEFAULT_MAX_EDGE,
+        max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+    )
+    if limits.max_edge < 1 or limits.max_pixels < 1:
+        raise ImageError("max_edge and max_pixels must be positive")
+    chosen = None
+    if format is not None:
+        chosen = _FORMATS.get(format.lower().lstrip("."))
+        if chosen is None:
+            raise ImageError(f"format must be 'png', 'jpeg' or 'webp', not {format!r}")
+    img, source, original_format = _load(obj, limits, timeout, max_download_bytes)
+    return _finish(img, source, original_format, limits, chosen, quality)
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_edge: int
+    max_pixels: int
+
+    def target(self, width: int, height: int) -> tuple[int, int]:
+        scale = min(
+            1.0,
+            self.max_edge / max(width, height),
+            math.sqrt(self.max_pixels / (width * height)),
+        )
+        if scale >= 1.0:
+            return width, height
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+# -- loading: every input kind becomes a PIL image ---------------------------
+
+
+def _load(
+    obj: Any, limits: _Limits, timeout: float, max_bytes: int
+) -> tuple[Image.Image, str, str | None]:
+    if isinstance(obj, PreparedImage):
+        return _open_bytes(obj.data, obj.source, limits)
+    if isinstance(obj, Image.Image):
+        size = "{}×{}".format(*obj.size)
+        return _from_pil(obj, f"PIL {obj.mode} {size}"), f"PIL {obj.mode} {size}", obj.format
+    if _is_ndarray(obj):
+        from ._image_arrays import array_to_pil
+
+        return array_to_pil(obj), f"array {obj.dtype} {tuple(obj.shape)}", None
+    figure = _as_figure(obj)
+    if figure is not None:
+        return _open_bytes(_render_figure(figure), "matplotlib figure", limits)
+    if isinstance(obj, str) and obj.lower().startswith(("http://", "https://")):
+        data = _fetch(obj, timeout, max_bytes)
+        return _open_bytes(data, f"URL {_short(obj)}", limits)
+    if isinstance(obj, str | os.PathLike):
+        return _open_path(Path(os.fsdecode(obj)).expanduser(), limits)
+    if isinstance(obj, bytes | bytearray | memoryview):
+        data = bytes(obj)
+        return _open_bytes(data, f"bytes ({_human_bytes(len(data))})", limits)
+    if hasattr(obj, "read"):
+        return _open_file(obj, limits)
+    shown = _repr_bytes(obj, timeout, max_bytes)
+    if shown is not None:
+        return _open_bytes(shown, type(obj).__name__, limits)
+    raise ImageError(
+        f"Cannot use a {type(obj).__module__}.{type(obj).__qualname__} as an image; "
+        f"pass {_ACCEPTED}."
+    )
+
+
+def _is_ndarray(obj: Any) -> bool:
+    t = type(obj)
+    return (t.__module__ == "numpy" and t.__name__ == "ndarray") or (
+        hasattr(obj, "__array_interface__") and hasattr(obj, "dtype") and hasattr(obj, "shape")
+    )
+
+
+def _as_figure(obj: Any) -> Any:
+    module = type(obj).__module__
+    if not module.startswith("matplotlib"):
+        return None
+    if hasattr(obj, "savefig") and hasattr(obj, "canvas"):
+        return obj
+    fig = getattr(obj, "figure", None)  # an Axes (or any artist) on a figure
+    if fig is not None and hasattr(fig, "savefig"):
+        return fig
+    return None
+
+
+def _render_figure(fig: Any) -> bytes:
+    """Render as the notebook shows it, leaving the user's figure untouched.
+
+    ``savefig`` restores the figure's dpi and colours afterwards; it does not
+    close the figure, so the user can keep drawing on it.
+    """
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi="figure", bbox_inches="tight")
+    except Exception as exc:
+        raise ImageError(f"The matplotlib figure could not be drawn: {exc}") from exc
+    return buf.getvalue()
+
+
+def _open_path(path: Path, limits: _Limits) -> tuple[Image.Image, str, str | None]:
+    source = f"file {path.name or path}"
+    if not path.exists():
+        raise ImageError(f"No file at {str(path)!r}: check the path (relative to {Path.cwd()}).")
+    if path.is_dir():
+        raise ImageError(f"{str(path)!r} is a folder, not an image file.")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"Cannot read {str(path)!r}: {exc.strerror or exc}") from exc
+    return _open_bytes(data, source, limits)
+
+
+def _open_file(obj: Any, limits: _Limits) -> tuple[Image.Image, str, str | None]:
+    name = getattr(obj, "name", None)
+    source = f"file object {Path(name).name}" if isinstance(name, str) else "file object"
+    try:
+        data = obj.read()
+    except Exception as exc:
+        raise ImageError(f"Cannot read from {source}: {exc}") from exc
+    if isinstance(data, str):
+        raise ImageError(f"{source} is open in text mode; open it with 'rb'.")
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ImageError(f"{source}.read() returned {type(data).__name__}, not bytes.")
+    return _open_bytes(bytes(data), source, limits)
+
+
+def _repr_bytes(obj: Any, timeout: float, max_bytes: int) -> bytes | None:
+    """Bytes from an IPython ``Image`` or any object with a PNG/JPEG repr."""
+    data = getattr(obj, "data", None)
+    if type(obj).__name__ == "Image" and isinstance(data, bytes) and data:
+        return data
+    url = getattr(obj, "url", None)
+    if type(obj).__name__ == "Image" and isinstance(url, str) and url.startswith("http"):
+        return _fetch(url, timeout, max_bytes)
+    for name in ("_repr_png_", "_repr_jpeg_"):
+        method = getattr(obj, name, None)
+        if not callable(method):
+            continue
+        try:
+            out = method()
+        except Exception as exc:
+            raise ImageError(f"{type(obj).__name__}.{name}() failed: {exc}") from exc
+        if isinstance(out, tuple):
+            out = out[0]
+        if isinstance(out, str):
+            try:
+                out = base64.b64decode(out, validate=True)
+            except ValueError:
+                out = None
+        if isinstance(out, bytes) and out:
+            return out
+    return None
+
+
+def _fetch(url: str, timeout: float, max_bytes: int) -> bytes:
+    import httpx
+
+    source = f"URL {_short(url)}"
+    try:
+        with (
+            httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=True) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code >= 400:
+                raise ImageError(f"{source} answered HTTP {response.status_code}; check the URL.")
+            kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind and not kind.startswith("image/") and kind != "application/octet-stream":
+                raise ImageError(f"{source} is not an image (its content type is {kind}).")
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise ImageError(
+                    f"{source} is {_human_bytes(int(declared))}, more than the "
+                    f"{_human_bytes(max_bytes)} limit; download and shrink it first."
+                )
+            chunks, total = [], 0
+            for chunk in response.iter_bytes():
+                total += len(chunk)
+                if total > max_bytes:
+                    raise ImageError(
+                        f"{source} is larger than the {_human_bytes(max_bytes)} limit; "
+                        "download and shrink it first."
+                    )
+                chunks.append(chunk)
+    except httpx.TimeoutException as exc:
+        raise ImageError(f"{source} did not answer within {timeout:g} s; try again.") from exc
+    except httpx.HTTPError as exc:
+        raise ImageError(f"{source} could not be fetched: {exc}") from exc
+    return b"".join(chunks)
+
+
+def _open_bytes(data: bytes, source: str, limits: _Limits) -> tuple[Image.Image, str, str | None]:
+    if not data:
+        raise ImageError(f"{source} is empty: there is no image in it.")
+    try:
+        img = Image.open(io.BytesIO(data))
+        fmt = img.format
+        turned = _transposed(img)
+        full = (img.height, img.width) if turned else img.size
+        if fmt == "JPEG":
+            # Decode at the smallest scale (1/2, 1/4, 1/8) still above the target:
+            # a 24 MP photo bound for 2048 px never decodes at full size.
+            tw, th = limits.target(*full)
+            if (tw, th) != full:
+                img.draft(None, (th, tw) if turned else (tw, th))
+        img.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"{source} is too large to decode safely ({exc}); it may be a "
+            "decompression bomb. Shrink it with another tool first if you trust it."
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            f"{source} is not an image Pillow can read (PNG, JPEG, WebP, GIF, TIFF, BMP...)."
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{source} is corrupt or truncated: {exc}") from exc
+    out = _from_pil(img, source)
+    out.info[_FULL_SIZE] = full
+    return out, source, fmt
+
+
+def _transposed(img: Image.Image) -> bool:
+    try:
+        return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:
+        return False
+
+
+def _from_pil(img: Image.Image, source: str) -> Image.Image:
+    """First frame, EXIF orientation applied, in a mode we can encode."""
+    try:
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)
+        w, h = img.size
+        if w == 0 or h == 0:
+            raise ImageError(f"{source} has no pixels ({w}×{h}).")
+        img = ImageOps.exif_transpose(img) or img
+        return _normalize_mode(img)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError(f"{source} could not be converted: {exc}") from exc
+
+
+def _normalize_mode(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode in ("RGB", "L"):
+        return img
+    if mode == "RGBA":
+        return img if _has_alpha(img) else img.convert("RGB")
+    if mode == "LA":
+        return img if _has_alpha(img) else img.convert("L")
+    if mode == "1":
+        return img.convert("L")
+    if mode in ("P", "PA"):
+        rgba = img.convert("RGBA")
+        return rgba if _has_alpha(rgba) else rgba.convert("RGB")
+    if mode.startswith("I;16"):
+        return img.convert("I").point(lambda v: v * (1 / 257)).convert("L")
+    if mode in ("I", "F"):
+        return _scale_to_8bit(img)
+    return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX...
+
+
+def _scale_to_8bit(img: Image.Image) -> Image.Image:
+    extrema = cast("tuple[float, float]", img.getextrema())
+    lo, hi = float(extrema[0]), float(extrema[1])
+    if img.mode == "F" and lo >= 0.0 and hi <= 1.0:
+        scale, offset = 255.0, 0.0
+    elif lo >= 0.0 and hi <= 255.0:
+        scale, offset = 1.0, 0.0
+    elif img.mode == "I" and lo >= 0.0 and hi <= 65535.0:
+        scale, offset = 1 / 257, 0.0
+    elif hi > lo:
+        scale, offset = 255.0 / (hi - lo), -lo * 255.0 / (hi - lo)
+    else:
+        scale, offset = 0.0, 0.0
+    return img.point(lambda v: v * scale + offset).convert("L")
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    extrema = cast("tuple[int, int]", img.getchannel("A").getextrema())
+    return extrema[0] < 255
+
+
+# -- shrinking and encoding -----------------------------------------------------
+
+
+def _finish(
+    img: Image.Image,
+    source: str,
+    original_format: str | None,
+    limits: _Limits,
+    mime: str | None,
+    quality: int,
+) -> PreparedImage:
+    original_size = _original_size(img)
+    target = limits.target(*original_size)
+    resized = target != original_size
+    if img.size != target:
+        img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    mime = mime or _choose_mime(img)
+    data = _encode(img, mime, quality)
+    thumb = img.copy()
+    thumb.thumbnail((THUMBNAIL_EDGE, THUMBNAIL_EDGE), Image.Resampling.LANCZOS)
+    thumb_mime = "image/jpeg" if mime == "image/jpeg" else "image/png"
+    return PreparedImage(
+        data=data,
+        mime=mime,
+        width=img.width,
+        height=img.height,
+        sha256=hashlib.sha256(data).hexdigest(),
+        thumbnail=_encode(thumb, thumb_mime, 80),
+        thumbnail_mime=thumb_mime,
+        source=source,
+        original_size=original_size,
+        original_format=original_format,
+        resized=resized,
+    )
+
+
+def _original_size(img: Image.Image) -> tuple[int, int]:
+    """The size before draft decoding: a JPEG decoded at 1/4 scale still reports it."""
+    full = img.info.get(_FULL_SIZE)
+    return (int(full[0]), int(full[1])) if full else img.size
+
+
+def _choose_mime(img: Image.Image) -> str:
+    """PNG for graphics, JPEG for photographs.
+
+    Plots, line art and screenshots are mostly a few exact colours (the
+    background, the lines, the text), which PNG stores losslessly and small;
+    JPEG would blur their edges.  Photographs have no dominant exact colours and
+    PNG would be many times larger.  Transparency needs PNG.  The test looks at a
+    64×64 nearest-neighbour sample, so it costs microseconds.
+    """
+    if img.mode in ("RGBA", "LA"):
+        return "image/png"
+    sample = img.resize((64, 64), Image.Resampling.NEAREST)
+    colours = sample.getcolors(64 * 64) or []
+    top = sum(sorted((c for c, _ in colours), reverse=True)[:8])
+    return "image/png" if top >= 0.5 * 64 * 64 else "image/jpeg"
+
+
+def _encode(img: Image.Image, mime: str, quality: int) -> bytes:
+    buf = io.BytesIO()
+    if mime == "image/jpeg":
+        img = img.convert("L" if img.mode in ("L", "LA") else "RGB")
+        img.save(buf, format="JPEG", quality=quality, optimize=True)
+    elif mime == "image/webp":
+        img.save(buf, format="WEBP", quality=quality, method=4)
+    else:
+        img.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _human_bytes(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    if n < 1_000_000:
+        return f"{n / 1000:.1f} kB"
+    return f"{n / 1_000_000:.1f} MB"
+
+
+def _short(url: str) -> str:
+    return url if len(url) <= 80 else url[:77] + "..."
