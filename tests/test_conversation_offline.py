@@ -145,3 +145,28 @@ def test_conversations_in_several_threads_at_once(threads: int) -> None:
         t.join(60)
     assert sorted(results) == list(range(threads))
     assert all(f"“thread {i}”" in results[i] for i in range(threads))
+
+
+def test_kernel_objects_are_prepared_at_the_models_image_limit() -> None:
+    np = pytest.importorskip("numpy")
+    from PIL import Image
+
+    conv = offline()
+    limit = conv.model_info().max_image_edge  # type: ignore[union-attr]
+    assert limit is not None
+    big = np.zeros((1500, 3000, 3), dtype=np.uint8)
+    big[..., 1] = 200
+    photo = Image.new("RGB", (200, 100), (250, 250, 0))
+    reply = conv.ask("what are these?", big, photo)
+    first, second = reply.images
+    assert max(first.width, first.height) == limit and first.resized
+    assert (second.width, second.height) == (200, 100)
+    assert "green" in reply.text and "yellow" in reply.text
+
+    async def main() -> int:
+        # prepared off the engine loop for async callers
+        r = await conv.ask_async("and this?", big, show=False)
+        return r.images[0].width
+
+    assert asyncio.run(main()) == limit
+    assert conv.messages[-2].images[0].sha256 == first.sha256  # same bytes, cached upload
