@@ -1,0 +1,464 @@
+"""prepare_image over every input kind, with real encoded images."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image
+
+import visionchat
+from visionchat import ImageError, PreparedImage, prepare_image
+
+matplotlib.use("Agg")
+import contextlib
+
+import matplotlib.pyplot as plt
+
+# -- helpers -------------------------------------------------------------------
+
+
+def encoded(img: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def decoded(p: PreparedImage) -> Image.Image:
+    assert p.sha256 == __import__("hashlib").sha256(p.data).hexdigest()
+    img = Image.open(io.BytesIO(p.data))
+    img.load()
+    assert img.size == (p.width, p.height)
+    assert Image.MIME[img.format] == p.mime
+    return img
+
+
+def photo_like(w: int, h: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    arr = np.stack(
+        [
+            128 + 100 * np.sin(x / 37.0) * np.cos(y / 53.0),
+            x / w * 255,
+            y / h * 255,
+        ],
+        axis=-1,
+    ) + rng.normal(0, 18, (h, w, 3))
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+
+
+def quadrants(w: int = 80, h: int = 60) -> Image.Image:
+    """Four distinct colours, so any rotation or flip is visible pixel by pixel."""
+    img = Image.new("RGB", (w, h))
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    for i, c in enumerate(colours):
+        x0, y0 = (i % 2) * w // 2, (i // 2) * h // 2
+        img.paste(c, (x0, y0, x0 + w // 2, y0 + h // 2))
+    return img
+
+
+# -- PIL images ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"])
+def test_every_pil_mode(mode: str) -> None:
+    img = Image.new("RGB", (64, 40), (200, 100, 50)).convert(mode)
+    p = prepare_image(img)
+    out = decoded(p)
+    assert (p.width, p.height) == (64, 40)
+    assert out.mode in ("L", "LA", "RGB", "RGBA")
+    assert p.source.startswith(f"PIL {mode}")
+
+
+def test_sixteen_bit_keeps_its_brightness() -> None:
+    img = Image.new("I;16", (8, 8))
+    img.putdata([65535 // 2] * 64)
+    out = decoded(prepare_image(img)).convert("L")
+    assert abs(out.getpixel((0, 0)) - 127) <= 1
+
+
+def test_palette_transparency_is_kept() -> None:
+    img = Image.new("P", (20, 20), 0)
+    img.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    img.paste(1, (10, 0, 20, 20))
+    img.info["transparency"] = 1
+    p = prepare_image(img)
+    out = decoded(p)
+    assert p.mime == "image/png" and out.mode == "RGBA"
+    assert out.getpixel((15, 5))[3] == 0 and out.getpixel((2, 5))[3] == 255
+
+
+def test_opaque_alpha_is_dropped() -> None:
+    out = decoded(prepare_image(Image.new("RGBA", (10, 10), (1, 2, 3, 255))))
+    assert out.mode == "RGB"
+
+
+def test_first_frame_of_an_animation() -> None:
+    frames = [Image.new("RGB", (30, 30), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    out = decoded(prepare_image(buf.getvalue())).convert("RGB")
+    assert out.getpixel((15, 15))[0] > 200 and out.getpixel((15, 15))[2] < 50
+
+
+# transpose needed to undo each EXIF orientation (see the EXIF spec)
+_UNDO = {
+    2: [Image.Transpose.FLIP_LEFT_RIGHT],
+    3: [Image.Transpose.ROTATE_180],
+    4: [Image.Transpose.FLIP_TOP_BOTTOM],
+    5: [Image.Transpose.TRANSPOSE],
+    6: [Image.Transpose.ROTATE_270],
+    7: [Image.Transpose.TRANSVERSE],
+    8: [Image.Transpose.ROTATE_90],
+}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_pixel_by_pixel(orientation: int) -> None:
+    upright = quadrants()
+    stored = upright
+    # Store the pixels the way a camera would for this orientation: the inverse
+    # of what a viewer applies.
+    inverse = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_90,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_270,
+    }
+    if orientation in inverse:
+        stored = upright.transpose(inverse[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encoded(stored, "JPEG", quality=95, exif=exif.tobytes())
+    p = prepare_image(data, format="png")
+    out = decoded(p).convert("RGB")
+    assert out.size == upright.size
+    for x, y in [(10, 10), (70, 10), (10, 50), (70, 50)]:
+        got, want = out.getpixel((x, y)), upright.getpixel((x, y))
+        assert all(abs(g - w) < 40 for g, w in zip(got, want, strict=True)), (x, y, got, want)
+
+
+# -- arrays ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "mode"),
+    [
+        ((40, 50), "L"),
+        ((40, 50, 1), "L"),
+        ((40, 50, 3), "RGB"),
+        ((40, 50, 4), "RGBA"),
+        ((1, 40, 50), "L"),
+        ((3, 40, 50), "RGB"),
+        ((4, 40, 50), "RGBA"),
+    ],
+)
+def test_array_layouts(shape: tuple[int, ...], mode: str) -> None:
+    a = np.full(shape, 0.5, dtype=np.float32)
+    if mode == "RGBA":
+        a[..., 0, 0] = 0.2 if shape[0] == 4 else a[..., 0, 0]
+        if shape[-1] == 4:
+            a[0, 0, 3] = 0.2
+        else:
+            a[3, 0, 0] = 0.2
+    p = prepare_image(a)
+    assert (p.width, p.height) == (50, 40)
+    assert decoded(p).mode == mode
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "expected"),
+    [
+        ([0.0, 1.0], np.float32, (0, 255)),
+        ([0.0, 0.5], np.float16, (0, 128)),
+        ([0.0, 200.0], np.float64, (0, 200)),
+        ([-1.0, 1.0], np.float64, (0, 255)),
+        ([0, 65535], np.uint16, (0, 255)),
+        ([0, 255], np.uint8, (0, 255)),
+        ([0, 100], np.int64, (0, 100)),
+        ([-5, 5], np.int32, (0, 255)),
+        ([False, True], np.bool_, (0, 255)),
+    ],
+)
+def test_array_ranges(values: list[float], dtype: type, expected: tuple[int, int]) -> None:
+    a = np.array([values * 8] * 16, dtype=dtype)
+    out = np.asarray(decoded(prepare_image(a, format="png")).convert("L"))
+    assert (int(out.min()), int(out.max())) == expected
+
+
+def test_nan_and_inf_are_handled() -> None:
+    a = np.linspace(0, 1, 100, dtype=np.float64).reshape(10, 10)
+    a[0, 0], a[0, 1], a[0, 2] = np.nan, np.inf, -np.inf
+    out = np.asarray(decoded(prepare_image(a, format="png")))
+    assert out[0, 1] == 255 and out[0, 0] == out[0, 2]
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((0, 10)), "empty"),
+        (np.zeros((10, 10, 2)), "expected H×W"),
+        (np.zeros((1, 10, 10, 3)), "batch of one"),
+        (np.full((5, 5), np.nan), "no finite values"),
+        (np.zeros((5, 5), dtype=complex), "bool, integer or float"),
+    ],
+)
+def test_bad_arrays(array: np.ndarray, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        prepare_image(array)
+
+
+_dtypes = st.sampled_from(
+    [
+        np.uint8,
+        np.uint16,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.float16,
+        np.float32,
+        np.float64,
+        np.bool_,
+    ]
+)
+_shapes = st.one_of(
+    hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=24),
+    st.tuples(st.integers(1, 24), st.integers(1, 24), st.sampled_from([1, 2, 3, 4, 5])),
+    st.tuples(st.sampled_from([1, 3, 4, 7]), st.integers(5, 24), st.integers(5, 24)),
+    hnp.array_shapes(min_dims=1, max_dims=5, min_side=0, max_side=6),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), dtype=_dtypes, shape=_shapes)
+def test_any_array_gives_an_image_or_an_image_error(
+    data: st.DataObject, dtype: type, shape: tuple[int, ...]
+) -> None:
+    a = data.draw(hnp.arrays(dtype, shape))
+    try:
+        p = prepare_image(a)
+    except ImageError:
+        return
+    img = decoded(p)
+    h, w = (shape[1], shape[2]) if len(shape) == 3 and shape[2] not in (1, 3, 4) else shape[:2]
+    assert img.size == (w, h)
+
+
+# -- matplotlib ----------------------------------------------------------------------
+
+
+def test_figure_and_axes_leave_the_figure_as_it_was() -> None:
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=90)
+    ax.plot([0, 1, 2], [2, 0, 1])
+    before = (tuple(fig.get_size_inches()), fig.dpi, len(fig.axes), fig.get_facecolor())
+    p1 = prepare_image(fig)
+    p2 = prepare_image(ax)
+    after = (tuple(fig.get_size_inches()), fig.dpi, len(fig.axes), fig.get_facecolor())
+    assert before == after
+    assert plt.fignum_exists(fig.number)
+    assert p1.mime == "image/png" and p1 == p2
+    assert p1.source == "matplotlib figure"
+    plt.close(fig)
+
+
+# -- files, bytes, streams, reprs ----------------------------------------------------
+
+
+def test_paths_bytes_and_file_objects(tmp_path: Path) -> None:
+    data = encoded(photo_like(300, 200), "JPEG", quality=90)
+    f = tmp_path / "cat.jpg"
+    f.write_bytes(data)
+    results = [
+        prepare_image(str(f)),
+        prepare_image(f),
+        prepare_image(data),
+        prepare_image(bytearray(data)),
+        prepare_image(memoryview(data)),
+        prepare_image(io.BytesIO(data)),
+    ]
+    with f.open("rb") as fh:
+        results.append(prepare_image(fh))
+    assert len({r.sha256 for r in results}) == 1
+    assert results[0].source == "file cat.jpg" and results[0].original_format == "JPEG"
+
+
+def test_matplotlib_sample_data_file() -> None:
+    from matplotlib import cbook
+
+    with cbook.get_sample_data("grace_hopper.jpg") as fh:
+        p = prepare_image(fh)
+    assert p.original_format == "JPEG" and p.mime == "image/jpeg"
+
+
+def test_ipython_image_and_repr_objects() -> None:
+    from IPython.display import Image as IPyImage
+
+    png = encoded(Image.new("RGB", (12, 9), (0, 128, 0)), "PNG")
+    assert prepare_image(IPyImage(data=png)).width == 12
+
+    class Plot:
+        def _repr_png_(self) -> bytes:
+            return png
+
+    assert prepare_image(Plot()).height == 9
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "missing.png", "No file at"),
+        (lambda tmp: tmp, "is a folder"),
+        (lambda tmp: b"", "empty"),
+        (lambda tmp: b"hello, not an image at all", "not an image Pillow can read"),
+        (lambda tmp: encoded(photo_like(200, 200), "PNG")[:500], "corrupt or truncated"),
+        (lambda tmp: io.StringIO("text"), "text mode"),
+        (lambda tmp: 42, "Cannot use a builtins.int"),
+        (lambda tmp: {"a": 1}, "pass a PIL image"),
+    ],
+)
+def test_bad_inputs_raise_image_errors(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ImageError, match=message):
+        prepare_image(make(tmp_path))
+
+
+def test_decompression_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = encoded(Image.new("L", (400, 400)), "PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # 160,000 px > 2 × limit
+    with pytest.raises(ImageError, match="decompression bomb"):
+        prepare_image(data)
+
+
+def test_image_error_is_a_value_error_and_a_visionchat_error() -> None:
+    with pytest.raises(ValueError):
+        prepare_image(object())
+    with pytest.raises(visionchat.VisionChatError):
+        prepare_image(object())
+
+
+# -- size, encoding, thumbnails ------------------------------------------------------
+
+
+def test_downscale_to_limits_never_upscale() -> None:
+    big = Image.new("RGB", (4000, 1000), (9, 9, 9))
+    p = prepare_image(big)
+    assert (p.width, p.height) == (2048, 512) and p.resized and p.original_size == (4000, 1000)
+    p = prepare_image(big, max_edge=1000)
+    assert (p.width, p.height) == (1000, 250)
+    p = prepare_image(big, max_pixels=1_000_000)
+    assert p.width * p.height <= 1_000_000 and abs(p.width / p.height - 4) < 0.02
+    small = prepare_image(Image.new("RGB", (30, 20)), max_edge=4000)
+    assert (small.width, small.height) == (30, 20) and not small.resized
+
+
+def test_large_jpeg_is_draft_decoded_but_reports_its_real_size() -> None:
+    data = encoded(photo_like(3000, 2000), "JPEG", quality=90)
+    p = prepare_image(data, max_edge=500)
+    assert (p.width, p.height) == (500, 333) and p.original_size == (3000, 2000)
+
+
+def test_encoding_follows_content() -> None:
+    fig, ax = plt.subplots()
+    ax.plot([1, 3, 2])
+    assert prepare_image(fig).mime == "image/png"
+    plt.close(fig)
+    assert prepare_image(photo_like(400, 300)).mime == "image/jpeg"
+    assert prepare_image(Image.new("RGBA", (50, 50), (0, 0, 0, 10))).mime == "image/png"
+    assert prepare_image(photo_like(100, 100), format="webp").mime == "image/webp"
+    with pytest.raises(ImageError, match="format must be"):
+        prepare_image(photo_like(10, 10), format="gif")
+
+
+def test_thumbnail_and_reprs() -> None:
+    p = prepare_image(photo_like(1200, 600))
+    thumb = Image.open(io.BytesIO(p.thumbnail))
+    assert max(thumb.size) == 256 and Image.MIME[thumb.format] == p.thumbnail_mime
+    bundle, meta = p._repr_mimebundle_()
+    assert "image/jpeg" in bundle and meta["image/jpeg"]["width"] == p.width
+    assert "1200×600" in repr(p) or "resized" not in repr(p)
+    assert p.filename.startswith("img-") and p.filename.endswith(".jpg")
+    assert p.to_data_url().startswith("data:image/jpeg;base64,")
+
+
+# -- URLs (a real server on loopback) -------------------------------------------------
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    png = encoded(Image.new("RGB", (33, 22), (10, 20, 30)), "PNG")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/img.png":
+            self._send(200, "image/png", self.png)
+        elif self.path == "/page":
+            self._send(200, "text/html", b"<html>not an image</html>")
+        elif self.path == "/huge":
+            self._send(200, "image/png", b"\0" * 300_000)
+        elif self.path == "/slow":
+            time.sleep(2)
+            self._send(200, "image/png", self.png)
+        else:
+            self._send(404, "text/plain", b"nope")
+
+    def _send(self, status: int, kind: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_url(server: str) -> None:
+    p = prepare_image(f"{server}/img.png")
+    assert (p.width, p.height) == (33, 22) and p.source.startswith("URL http://127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("path", "kw", "message"),
+    [
+        ("/page", {}, "not an image"),
+        ("/missing", {}, "HTTP 404"),
+        ("/huge", {"max_download_bytes": 100_000}, "limit"),
+        ("/slow", {"timeout": 0.3}, "did not answer"),
+    ],
+)
+def test_bad_urls(server: str, path: str, kw: dict[str, float], message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        prepare_image(f"{server}{path}", **kw)  # type: ignore[arg-type]
+
+
+def test_unreachable_url() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    with pytest.raises(ImageError, match="could not be fetched"):
+        prepare_image(f"http://127.0.0.1:{port}/x.png", timeout=2)
