@@ -713,3 +713,24 @@ def test_web_search_reaches_the_provider() -> None:
     conv.ask("news?", web_search=True)
     assert fake.requests[-1].web_search is True
     assert conv.messages[0].web_search is True
+
+
+class _Unlisted(FakeProvider):
+    """Knows no model itself and cannot list them: the catalog must step in."""
+
+    def model_info(self, model: str) -> None:
+        return None
+
+    async def list_models(self) -> list[Any]:
+        raise ServerError("listing is down", status=503)
+
+
+def test_the_catalog_steps_in_for_unknown_models_and_failed_listings() -> None:
+    conv = Conversation(model="claude-3-sonnet", provider=_Unlisted())
+    info = conv.model_info()
+    assert info is not None and info.context_tokens == 200_000 and info.vendor == "anthropic"
+    big = make_image((5, 5, 5), (1568, 1568))
+    # the Anthropic rule: capped at 1.15 MP (1072x1072), then w*h/750 -- not OpenAI tiles
+    assert conv.estimate("", big).image_tokens == 1533
+    ids = [m.id for m in conv.models()]
+    assert "gpt-4o" in ids and "offline-demo" not in ids

@@ -513,7 +513,7 @@ class Conversation:
                 found = await self._provider.list_models()
             except VisionChatError:
                 _log.info("listing models failed; using the catalog", exc_info=True)
-                found = _catalog_models(self.provider_name)
+                found = _catalog_models()
             return [m for m in found if m.vision]
 
         return await asyncio.wrap_future(self._engine.submit(fetch()))
@@ -1217,38 +1217,13 @@ def _live_display(show: bool | None) -> LiveAnswer | None:
     return LiveAnswer()
 
 
-def _catalog() -> Any:
-    try:
-        return importlib.import_module("visionchat.catalog")
-    except ImportError:
-        return None
-
-
 def _catalog_info(model: str) -> ModelInfo | None:
-    catalog = _catalog()
-    if catalog is None:
-        return None
-    for name in ("model_info", "lookup", "get_model", "get"):
-        fn = getattr(catalog, name, None)
-        if callable(fn):
-            try:
-                found = fn(model)
-            except Exception:
-                return None
-            return found if isinstance(found, ModelInfo) else None
-    return None
+    from .catalog import get_model
+
+    return get_model(model)
 
 
-def _catalog_models(provider: str) -> list[ModelInfo]:
-    catalog = _catalog()
-    if catalog is None:
-        return []
-    for name in ("vision_models", "models", "all_models"):
-        fn = getattr(catalog, name, None)
-        if callable(fn):
-            try:
-                found = list(fn())
-            except Exception:
-                return []
-            return [m for m in found if isinstance(m, ModelInfo)]
-    return []
+def _catalog_models() -> list[ModelInfo]:
+    from .catalog import vision_models
+
+    return vision_models()
