@@ -28,7 +28,9 @@ step "python environment ($VENV)"
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 
 step "front end: install, type check, unit tests"
-npm ci --no-audit --no-fund --loglevel=error
+# `npm install` rather than `npm ci`: some npm set-ups write locks that `npm ci` rejects
+# (platform-specific optional packages pruned); install still follows the lock.
+npm install --no-audit --no-fund --loglevel=error
 npm run --silent build
 npm run --silent typecheck
 npm test --silent
