@@ -1,0 +1,273 @@
+"""What every HTTP backend shares: timeouts, retries, and reading error bodies.
+
+Retrying is only safe before an answer has started: a streamed turn that broke
+off after its first byte has been billed, and sending it again would bill it
+twice.  So the retry loop here wraps *obtaining a response* (status and headers)
+and nothing after; a failure while reading the body is the caller's to report.
+Retries follow tenacity with exponential backoff and full jitter, honour a
+``Retry-After`` header (seconds or an HTTP date), and are bounded both in
+attempts and in total time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from ..errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ModelNotFoundError,
+    OutOfCreditsError,
+    RateLimitError,
+    ServerError,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "RetryPolicy",
+    "Service",
+    "error_from_response",
+    "make_timeout",
+    "message_of",
+    "parse_retry_after",
+    "send",
+]
+
+# Connect quickly or fail; between two chunks of a stream, allow a slow model.
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+_CREDIT_WORDS = re.compile(r"credit|quota|balance|insufficient|billing|payment", re.I)
+
+
+def make_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
+    if timeout is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    return httpx.Timeout(float(timeout), connect=min(10.0, float(timeout)))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try before giving up on getting an answer started."""
+
+    max_retries: int = 3
+    backoff: float = 0.5  # first wait, doubled each time, with jitter
+    max_backoff: float = 20.0
+    max_total: float = 90.0  # seconds across all attempts
+    max_retry_after: float = 60.0  # a longer server hint is not waited for
+
+
+@dataclass(frozen=True)
+class Service:
+    """How a backend names itself in messages, and how to fix its key."""
+
+    name: str  # "1min.ai"
+    key_hint: str  # "set ONEMIN_API_KEY or pass api_key=... (keys at app.1min.ai)"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _looks_html(text: str) -> bool:
+    head = text.lstrip()[:200].lower()
+    return head.startswith(("<!doctype html", "<html")) or "<body" in head
+
+
+def message_of(text: str) -> tuple[str, str | None]:
+    """(message, code) from an error body of any shape the services use.
+
+    Tries ``error.message``, ``message``, ``error`` (a string), ``detail``, then
+    the raw text cut short; an HTML page becomes a one-line description.
+    """
+    if not text.strip():
+        return "no details in the response", None
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        code = body.get("errorCode") or body.get("code")
+        msg: Any = None
+        if isinstance(err, dict):
+            msg = err.get("message")
+            code = code or err.get("code") or err.get("type")
+        if not msg:
+            msg = body.get("message")
+        if not msg and isinstance(err, str):
+            msg = err
+        if not msg:
+            msg = body.get("detail")
+        details = body.get("details")
+        if msg and isinstance(details, str) and details and details not in str(msg):
+            msg = f"{msg}: {details}"
+        if msg:
+            return str(msg)[:500], str(code) if code else None
+    if _looks_html(text):
+        title = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
+        return (f"an HTML error page ({title.group(1).strip()[:80]})" if title else
+                "an HTML error page"), None  # fmt: skip
+    flat = " ".join(text.split())
+    return (flat if len(flat) <= 200 else flat[:197] + "..."), None
+
+
+def error_from_response(
+    status: int, text: str, headers: httpx.Headers | dict[str, str], service: Service
+) -> APIError:
+    """The typed error for a failed response, with a message saying what to do."""
+    msg, code = message_of(text)
+    low = f"{msg} {code or ''}".lower()
+    html = _looks_html(text)
+    name = service.name
+    kw: dict[str, Any] = {"status": status, "code": code}
+    if status == 401 or (status == 403 and not html and not _CREDIT_WORDS.search(low)):
+        return AuthenticationError(
+            f"{name} rejected the API key ({msg}). Check it: {service.key_hint}.", **kw
+        )
+    if status in (402, 403, 429) and _CREDIT_WORDS.search(low) and not html:
+        return OutOfCreditsError(
+            f"{name} says the account is out of credits ({msg}). Top up the account, "
+            "or switch to another backend.",
+            **kw,
+        )
+    if status == 429:
+        wait = parse_retry_after(headers.get("retry-after"))
+        hint = f"wait {wait:.0f} s" if wait is not None else "wait a little"
+        return RateLimitError(
+            f"{name} is rate-limiting requests ({msg}); {hint} and try again.",
+            retry_after=wait,
+            **kw,
+        )
+    if "unsupported_model" in low or "model_not_found" in low or (status == 404 and "model" in low):
+        return ModelNotFoundError(
+            f"{name} does not offer this model ({msg}). Pick another one; "
+            "conv.models() lists those that can see images.",
+            **kw,
+        )
+    if status == 408:
+        return APITimeoutError(f"{name} timed out answering ({msg}); try again.", **kw)
+    if status >= 500 or status in RETRY_STATUSES or html:
+        return ServerError(
+            f"{name} had a server error (HTTP {status}: {msg}). This is usually "
+            "temporary: try again in a moment.",
+            retryable=True,
+            **kw,
+        )
+    return BadRequestError(f"{name} rejected the request (HTTP {status}): {msg}", **kw)
+
+
+def _transport_error(exc: httpx.TransportError, service: Service) -> APIError:
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(
+            f"{service.name} did not answer in time ({type(exc).__name__}). Check your "
+            "connection and try again, or raise the timeout.",
+            retryable=True,
+        )
+    return APIConnectionError(
+        f"Could not reach {service.name} ({type(exc).__name__}: {exc}). Check your "
+        "network and the base URL, then try again.",
+        retryable=True,
+    )
+
+
+def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+    jitter = wait_exponential_jitter(
+        multiplier=policy.backoff, max=policy.max_backoff, jitter=policy.backoff
+    )
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            return min(exc.retry_after, policy.max_retry_after)
+        return float(jitter(state))
+
+    return wait
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, APIError) and exc.retryable
+
+
+async def send(
+    client: httpx.AsyncClient,
+    build: Callable[[], httpx.Request],
+    service: Service,
+    policy: RetryPolicy,
+) -> httpx.Response:
+    """Send until a successful response has *started*; return it unread.
+
+    The caller reads (or streams) the body and must close the response.  A
+    request is rebuilt for every attempt, so bodies such as multipart uploads
+    are sent whole each time.
+    """
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.max_retries + 1) | stop_after_delay(policy.max_total),
+        wait=_wait(policy),
+        retry=retry_if_exception(_retryable),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            try:
+                response = await client.send(build(), stream=True)
+            except httpx.TransportError as exc:
+                raise _transport_error(exc, service) from None
+            if response.status_code >= 400:
+                try:
+                    body = (await response.aread()).decode("utf-8", "replace")
+                except httpx.TransportError:
+                    body = ""
+                finally:
+                    await response.aclose()
+                raise error_from_response(response.status_code, body, response.headers, service)
+            return response
+    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+
+def stream_error(exc: httpx.TransportError, service: Service, partial: str) -> APIError:
+    """A failure after the answer started: never retried (it would bill twice)."""
+    from ..errors import StreamInterruptedError
+
+    what = (
+        f"no data for longer than the read timeout ({type(exc).__name__})"
+        if isinstance(exc, httpx.TimeoutException)
+        else f"the connection broke ({type(exc).__name__})"
+    )
+    kept = f"; the {len(partial)} characters received are kept" if partial else ""
+    return StreamInterruptedError(
+        f"The answer from {service.name} stopped part-way: {what}{kept}. "
+        "Retry the turn to ask again (it is not re-sent automatically, which would bill twice).",
+        partial_text=partial,
+    )
