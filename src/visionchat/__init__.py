@@ -71,9 +71,7 @@ def __getattr__(name: str) -> Any:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext visionchat``: registers the ``%%vision`` magic when it exists."""
-    try:
-        from . import magics
-    except ImportError:  # the magic is not built yet
-        return
+    """``%load_ext visionchat``: registers the ``%%vision`` and ``%vision`` magics."""
+    from . import magics
+
     magics.load_ipython_extension(ipython)

@@ -77,7 +77,8 @@ class OneMinAIProvider:
     (or an ``httpx.Timeout``) for connecting and between two chunks of a
     stream; ``max_retries`` and ``retry_backoff`` shape retries of requests that
     have not started answering.  The key is read from ``ONEMIN_API_KEY`` (or
-    ``ONE_MIN_AI_API_KEY``) when not given, and is never shown.
+    ``ONE_MIN_AI_API_KEY``) when not given, and is never shown; ``base_url`` from
+    ``ONEMIN_BASE_URL`` (a mirror, or the emulator in tests).
     """
 
     name = "1min"
@@ -87,7 +88,7 @@ class OneMinAIProvider:
         self,
         api_key: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         api: str = "current",
         timeout: float | httpx.Timeout | None = None,
         max_retries: int = 3,
@@ -108,7 +109,9 @@ class OneMinAIProvider:
         if api not in ("current", "legacy"):
             raise BadRequestError(f"api must be 'current' or 'legacy', not {api!r}")
         self.__key = key
-        self.base_url = base_url.rstrip("/")
+        self.base_url = (base_url or os.environ.get("ONEMIN_BASE_URL") or DEFAULT_BASE_URL).rstrip(
+            "/"
+        )
         self.api = api
         self.timeout = make_timeout(timeout)
         self.retry = RetryPolicy(max_retries=max_retries, backoff=retry_backoff)
