@@ -11,6 +11,7 @@ real one.  Output is paced like a real model so streaming is visible.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -53,8 +54,10 @@ _INFO = ModelInfo(
 class OfflineProvider:
     """A deterministic stand-in model that streams measured facts about images.
 
-    ``words_per_second`` paces the stream (a few dozen, like a real model);
-    ``instant=True`` or ``words_per_second=0`` streams without pauses, for tests.
+    ``words_per_second`` paces the stream (a few dozen, like a real model; the
+    ``VISIONCHAT_OFFLINE_WPS`` environment variable sets the default, so a test
+    run can execute demo notebooks at full speed with ``0``); ``instant=True``
+    or ``words_per_second=0`` streams without pauses.
     ``sleep`` is the coroutine used to pause, injectable for tests.
     """
 
@@ -63,11 +66,13 @@ class OfflineProvider:
 
     def __init__(
         self,
-        words_per_second: float = 30.0,
+        words_per_second: float | None = None,
         *,
         instant: bool = False,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
+        if words_per_second is None:
+            words_per_second = float(os.environ.get("VISIONCHAT_OFFLINE_WPS") or 30.0)
         self.words_per_second = 0.0 if instant else max(0.0, float(words_per_second))
         self._sleep = sleep
         self._stats: dict[str, ImageStats] = {}
