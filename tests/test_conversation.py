@@ -83,12 +83,17 @@ def test_ask_returns_the_whole_answer_and_records_both_messages() -> None:
 
 
 def test_stream_yields_deltas_that_make_the_reply() -> None:
-    conv, _ = conv_with(words=30)
+    conv, fake = conv_with(words=30, delay=0.001)
     deltas = list(conv.stream("count", RED))
-    assert len(deltas) == 31
+    assert len(deltas) == 31  # paced: one delta per chunk
     assert all(isinstance(d, str) and d for d in deltas)
     last = conv.last_reply
     assert last is not None and "".join(deltas) == last.text
+    # what arrives in one go (here: an instant provider) comes out together,
+    # after the first piece, which is handed over at once
+    fake.delay = 0
+    burst = list(conv.stream("all at once"))
+    assert burst == ["echo all at once | images=0 |", conv.messages[-1].text[29:]]
 
 
 def test_ask_async_and_stream_async_on_the_callers_loop() -> None:
@@ -115,6 +120,8 @@ def test_submit_never_blocks_and_the_future_carries_the_message_id() -> None:
     assert rec.first_delta.wait(10)
     assert not fut.done()  # the provider is held at its gate: submit returned anyway
     assert conv.busy
+    live = conv.messages[-1]  # the answer is in the transcript while it streams
+    assert live.streaming and live.text == "echo hold on | images=1 |"
     fake.gate.set()
     reply = fut.result(10)
     assert reply.message_id == fut.message_id  # type: ignore[attr-defined]

@@ -31,8 +31,10 @@ def test_ask_stream_and_async_calls() -> None:
     assert "64×48" in reply.text and "red" in reply.text
     assert "offline demo model" in reply.text
     assert reply.model == MODEL_ID and reply.usage is not None
+    conv.provider.words_per_second = 2000  # type: ignore[attr-defined]
     deltas = list(conv.stream("and this one?", BLUE))
     assert len(deltas) > 10
+    conv.provider.words_per_second = 0  # type: ignore[attr-defined]
     assert "80×60" in "".join(deltas) and "blue" in "".join(deltas)
 
     async def main() -> tuple[str, str]:
