@@ -182,3 +182,32 @@ def test_openai_old_images_are_dropped_to_fit_a_small_context(emu: Emulator) -> 
     assert sent[-1] == imgs[3].to_data_url()
     assert imgs[0].to_data_url() not in sent  # the oldest went first
     assert reply.notices and "earlier image(s)" in reply.notices[0]
+
+
+def test_a_plain_script_against_the_emulator() -> None:
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    tests = Path(__file__).resolve().parent
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tests)!r})
+        from test_conversation_fakes import make_image
+        from visionchat.conversation import Conversation
+        from visionchat.testing import Emulator
+        with Emulator(api_key="sk") as emu:
+            conv = Conversation(provider="1min", api_key="sk", base_url=emu.base_url)
+            print(bool(conv.ask("what?", make_image()).text))
+            print(bool("".join(conv.stream("more?"))))
+            print(conv.turns, emu.billed_turns)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(tests.parent / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "2", "2"]

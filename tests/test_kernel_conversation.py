@@ -125,3 +125,27 @@ def test_save_and_load_round_trip_in_the_kernel(
     )
     assert cell.status == "ok", cell.error_text()
     assert cell.stdout.split() == ["True", "True", "2"]
+
+
+def test_both_network_backends_from_cells_over_loopback(k: Kernel) -> None:
+    setup = k.run(
+        "from visionchat.testing import Emulator\n"
+        "emu = Emulator(api_key='kk').start()\n"
+        "one = Conversation(provider='1min', api_key='kk', base_url=emu.base_url)\n"
+        "oai = Conversation(provider='openai', api_key='kk', base_url=emu.base_url + '/v1')"
+    )
+    assert setup.status == "ok", setup.error_text()
+    cells = [
+        k.send("one.ask('what is this?', make_image())"),
+        k.send("r = await oai.ask_async('and here?', make_image((0, 0, 250), (80, 60)))"),
+        k.send(
+            "print(one.turns, oai.turns, 'conversation_id' in one.session, "
+            "'kk' not in repr(one) + repr(oai))\nemu.stop()"
+        ),
+    ]
+    k.collect(cells)
+    for c in cells:
+        assert c.status == "ok", c.error_text()
+    assert "64" in "".join(cells[0].final_markdown())
+    assert "80" in "".join(cells[1].final_markdown())
+    assert cells[2].stdout.split() == ["1", "1", "True", "True"]
