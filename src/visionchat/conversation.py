@@ -1132,8 +1132,9 @@ class Conversation:
 
         The copy shares the provider (and so its upload cache), not the
         listeners.  For backends that keep history on the server (1min.ai) the
-        copy starts a new server conversation and sends the earlier turns
-        itself, so the branches never mix.
+        copy has no server conversation: its next turn starts a new one, so the
+        branches never mix, and carries the earlier turns in
+        ``TurnRequest.history`` for the provider to replay.
         """
         with self._lock:
             self._refuse_while_busy("fork()")
