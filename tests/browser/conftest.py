@@ -163,8 +163,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory, service: Any) -> Iterator[Lab]
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope on purpose: Playwright's sync API keeps an asyncio loop running
+    # in this thread while it is open, which would break later tests that call
+    # asyncio.run().  Starting Chromium once per module costs about a second.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
