@@ -149,3 +149,21 @@ def test_instant_means_no_pauses() -> None:
 
 def test_no_image_says_how_to_attach_one() -> None:
     assert "Attach one" in ask("hello")
+
+
+def test_one_line_ask_about_a_figure_still_being_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    import visionchat
+
+    for key in ("ONEMIN_API_KEY", "ONE_MIN_AI_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("VISIONCHAT_OFFLINE_WPS", "0")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [0, 1, 0])
+    reply = visionchat.ask(fig, "What is odd in this plot?")
+    assert "chart or diagram" in reply.text and reply.model == MODEL_ID
+    assert plt.fignum_exists(fig.number)  # still open for more drawing
+    ax.set_title("now with a title")
+    assert visionchat.ask(fig, "and now?").text
+    plt.close(fig)
+    with pytest.raises(visionchat.VisionChatError, match="question last"):
+        visionchat.ask("What?", fig)

@@ -56,10 +56,35 @@ __all__ = [
     "TurnCancelledError",
     "VisionChatError",
     "__version__",
+    "ask",
     "chat",
     "load_ipython_extension",
     "prepare_image",
 ]
+
+
+def ask(
+    *images_and_question: object,
+    model: str | None = None,
+    provider: str | None = None,
+    web_search: bool = False,
+) -> Reply:
+    """Ask one question about some images, in one line: ``ask(fig, "What is odd here?")``.
+
+    The question is the last argument; everything before it is an image (a
+    figure you are still drawing works: it is rendered as it is now).  Each call
+    is a fresh conversation; keep a ``Conversation`` for follow-ups.
+    """
+    if not images_and_question or not isinstance(images_and_question[-1], str):
+        raise VisionChatError(
+            "ask() takes the images first and the question last, e.g. "
+            'visionchat.ask(fig, "What is odd in this plot?")'
+        )
+    *images, question = images_and_question
+    kw: dict[str, Any] = {"provider": provider}
+    if model:
+        kw["model"] = model
+    return Conversation(**kw).ask(str(question), *images, web_search=web_search)
 
 
 def __getattr__(name: str) -> Any:
