@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { describe, expect, it } from "vitest";
-import { renderMarkdown } from "./markdown";
+import { addCopyButtons, renderMarkdown } from "./markdown";
 
 function dom(html: string): HTMLElement {
   const div = document.createElement("div");
@@ -54,5 +54,26 @@ describe("renderMarkdown", () => {
     const d = dom(renderMarkdown('<iframe src="https://e.org"></iframe><form><input></form><p style="position:fixed">p</p>'));
     expect(d.querySelector("iframe, form, input")).toBeNull();
     expect(d.querySelector("[style]")).toBeNull();
+  });
+
+  it("highlights named languages and escapes the rest", () => {
+    const d = dom(renderMarkdown("```python\nimport numpy as np\n```\n\n```\n<b>x</b>\n```"));
+    expect(d.querySelector("code.language-python .hljs-keyword")?.textContent).toBe("import");
+    expect(d.querySelectorAll("pre")[1].querySelector("b")).toBeNull();
+    expect(d.querySelectorAll("pre")[1].textContent).toContain("<b>x</b>");
+  });
+
+  it("typesets LaTeX as MathML, inline and display, and leaves prices alone", () => {
+    const d = dom(renderMarkdown("Area $A = \\pi r^2$ and\n\n$$\\frac{a}{b}$$\n\nIt costs $5 and $10."));
+    expect(d.querySelectorAll("math")).toHaveLength(2);
+    expect(d.querySelector(".visionchat-math math")?.getAttribute("display")).toBe("block");
+    expect(d.textContent).toContain("$5 and $10");
+  });
+
+  it("adds a copy button to code blocks, after sanitizing", () => {
+    const d = dom(renderMarkdown("```\nx = 1\n```"));
+    addCopyButtons(d);
+    addCopyButtons(d); // idempotent
+    expect(d.querySelectorAll("pre .visionchat-copy")).toHaveLength(1);
   });
 });

@@ -1,7 +1,7 @@
 // The transcript: settled messages rebuilt from traits, plus at most one streaming
 // message that is re-rendered at most once per animation frame. Only the streaming
 // message is touched while text arrives, so the cost per chunk stays flat.
-import { renderMarkdown } from "./markdown";
+import { addCopyButtons, renderMarkdown } from "./markdown";
 import type { SettledMessage } from "./protocol";
 
 export type ImageUrlFor = (sha: string) => { url: string; width: number; height: number } | null;
@@ -134,8 +134,12 @@ export class Transcript {
     }
     const body = document.createElement("div");
     body.className = "visionchat-body";
-    if (m.role === "assistant") body.innerHTML = renderMarkdown(m.text);
-    else body.textContent = m.text; // the user's own words, shown as typed
+    if (m.role === "assistant") {
+      body.innerHTML = renderMarkdown(m.text);
+      addCopyButtons(body);
+    } else {
+      body.textContent = m.text; // the user's own words, shown as typed
+    }
     wrap.append(body);
     const facts: string[] = [];
     if (m.interrupted) facts.push("stopped");
