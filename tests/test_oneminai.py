@@ -430,3 +430,26 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert 0 <= (parse_retry_after(formatdate(time.time() + 5, usegmt=True)) or 0) <= 6
+
+
+def test_a_fork_restates_earlier_turns_in_its_new_server_conversation(emulator: Emulator) -> None:
+    from visionchat.providers.base import HistoryTurn
+
+    earlier = image((200, 10, 10), (50, 50))
+    history = [
+        HistoryTurn("user", "What colour is this?", (earlier,)),
+        HistoryTurn("assistant", "It is red."),
+    ]
+    session: dict[str, Any] = {}
+    req = TurnRequest("And its size?", "gpt-4o", history=history, session=session)
+    text, _, _ = run(collect(provider(emulator), req))
+    sent = chats(emulator)[0].json["promptObject"]
+    assert (
+        "User: What colour is this?" in sent["prompt"] and "Assistant: It is red." in sent["prompt"]
+    )
+    assert sent["prompt"].endswith("Now the user asks: And its size?")
+    assert len(sent["attachments"]["images"]) == 1 and "50×50" in text
+    # once the server holds the conversation, follow-ups send only the new prompt
+    req2 = TurnRequest("Thanks", "gpt-4o", history=history, session=session)
+    run(collect(provider(emulator), req2))
+    assert chats(emulator)[1].json["promptObject"]["prompt"] == "Thanks"

@@ -273,7 +273,7 @@ class OneMinAIProvider:
                 "that can (conv.models() lists them), or ask without images."
             )
 
-    def _body(self, request: TurnRequest, keys: list[str], cid: str) -> dict[str, Any]:
+    def _body(self, request: TurnRequest, prompt: str, keys: list[str], cid: str) -> dict[str, Any]:
         opts = request.options
         sites = int(opts.get("num_of_site", self.web_search_sites))
         words = int(opts.get("max_word", self.web_search_words))
@@ -284,7 +284,7 @@ class OneMinAIProvider:
                 "model": request.model,
                 "conversationId": cid,
                 "promptObject": {
-                    "prompt": request.prompt,
+                    "prompt": prompt,
                     "imageList": keys,
                     "isMixed": mixed,
                     "webSearch": request.web_search,
@@ -296,7 +296,7 @@ class OneMinAIProvider:
             "type": CURRENT,
             "model": request.model,
             "promptObject": {
-                "prompt": request.prompt,
+                "prompt": prompt,
                 "conversationId": cid,
                 "attachments": {"images": keys},
                 "settings": {
@@ -314,17 +314,37 @@ class OneMinAIProvider:
             },
         }
 
+    def _replay(self, request: TurnRequest) -> tuple[str, list[PreparedImage]]:
+        """The prompt and images to send, carrying earlier turns into a new server conversation.
+
+        The server keeps history only under its conversation id.  A forked, undone
+        or reloaded conversation has turns but no id yet, so its first request
+        restates them (text, and the images they showed) ahead of the new prompt.
+        """
+        if request.session.get("conversation_id") or not request.history:
+            return request.prompt, list(request.images)
+        lines = ["(Continuing an earlier conversation. What was said so far:)"]
+        images: dict[str, PreparedImage] = {}
+        for turn in request.history:
+            who = "User" if turn.role == "user" else "Assistant"
+            lines.append(f"{who}: {turn.text}")
+            images.update((img.sha256, img) for img in turn.images)
+        images.update((img.sha256, img) for img in request.images)
+        lines.append(f"\nNow the user asks: {request.prompt}")
+        return "\n".join(lines), list(images.values())
+
     async def stream(self, request: TurnRequest) -> AsyncIterator[StreamEvent]:
         self._check_vision(request)
+        prompt, images = self._replay(request)
         keys: list[str] = []
-        if request.images:
-            async for item in self._upload_all(request.images):
+        if images:
+            async for item in self._upload_all(images):
                 if isinstance(item, UploadProgress):
                     yield item
                 else:
                     keys = item
         cid = await self._conversation_id(request)
-        body = self._body(request, keys, cid)
+        body = self._body(request, prompt, keys, cid)
         path = "/api/chat-with-ai" if self.api == "current" else "/api/features"
         if not request.options.get("stream", True):
             try:
