@@ -1,7 +1,7 @@
 // @vitest-environment jsdom
 import { describe, expect, it } from "vitest";
 import { isKernelMessage } from "./protocol";
-import { Transcript } from "./transcript";
+import { settleBoundary, Transcript } from "./transcript";
 
 function manualFrames() {
   const queue: (() => void)[] = [];
@@ -77,6 +77,29 @@ describe("Transcript", () => {
     frames.run();
     expect(t.el.querySelector("script")).toBeNull();
     expect(t.el.querySelector("[onerror]")).toBeNull();
+  });
+});
+
+describe("incremental streaming render", () => {
+  it("settles paragraphs at blank lines outside code fences", () => {
+    const text = "para one\n\n```\ncode\n\nmore code\n```\n\npara two\n\ntail";
+    const cut = settleBoundary(text, 0);
+    expect(text.slice(0, cut)).toBe("para one\n\n```\ncode\n\nmore code\n```\n\npara two\n\n");
+    expect(settleBoundary("no blank line yet", 0)).toBe(0);
+    expect(settleBoundary("```\nopen fence\n\nstill code", 0)).toBe(0);
+  });
+
+  it("renders finished paragraphs once and only re-renders the tail", () => {
+    const frames = manualFrames();
+    const t = new Transcript(() => null, () => {}, frames.schedule);
+    t.startTurn("a1", "m");
+    t.appendDelta("a1", "first **para**\n\nsecond");
+    frames.run();
+    const settledNode = t.el.querySelector(".visionchat-streaming strong");
+    t.appendDelta("a1", " grows");
+    frames.run();
+    expect(t.el.querySelector(".visionchat-streaming strong")).toBe(settledNode); // not rebuilt
+    expect(t.el.querySelector(".visionchat-streaming")?.textContent).toContain("second grows");
   });
 });
 

@@ -16,7 +16,30 @@ interface Streaming {
   id: string;
   text: string;
   body: HTMLElement;
+  settled: HTMLElement; // finished paragraphs, rendered once
+  tail: HTMLElement; // the paragraph still arriving, re-rendered per frame
+  settledUpTo: number; // how much of `text` is in `settled`
   dirty: boolean;
+}
+
+/**
+ * Where the text can be cut so that everything before renders on its own: the
+ * last blank line outside a code fence, at or after `from` (which is outside one).
+ * Scans only the unsettled tail, so the work per frame does not grow with the reply.
+ */
+export function settleBoundary(text: string, from: number): number {
+  let inFence = false;
+  let boundary = from;
+  let lineStart = from;
+  while (lineStart < text.length) {
+    const nl = text.indexOf("\n", lineStart);
+    if (nl < 0) break;
+    const line = text.slice(lineStart, nl);
+    if (/^\s{0,3}(```|~~~)/.test(line)) inFence = !inFence;
+    else if (!inFence && line.trim() === "" && lineStart > from) boundary = nl + 1;
+    lineStart = nl + 1;
+  }
+  return boundary;
 }
 
 export class Transcript {
@@ -54,13 +77,16 @@ export class Transcript {
     wrap.append(this.header("assistant", model));
     const body = document.createElement("div");
     body.className = "visionchat-body";
+    const settled = document.createElement("div");
+    const tail = document.createElement("div");
     const caret = document.createElement("span");
     caret.className = "visionchat-caret";
     caret.textContent = "▍";
-    body.append(caret);
+    tail.append(caret);
+    body.append(settled, tail);
     wrap.append(body);
     this.el.append(wrap);
-    this.streaming = { id, text: "", body, dirty: false };
+    this.streaming = { id, text: "", body, settled, tail, settledUpTo: 0, dirty: false };
     this.scrollToEnd();
   }
 
@@ -81,11 +107,19 @@ export class Transcript {
     const s = this.streaming;
     if (!s || !s.dirty) return;
     s.dirty = false;
-    s.body.innerHTML = renderMarkdown(s.text);
+    const cut = settleBoundary(s.text, s.settledUpTo);
+    if (cut > s.settledUpTo) {
+      const block = document.createElement("div");
+      block.innerHTML = renderMarkdown(s.text.slice(s.settledUpTo, cut));
+      addCopyButtons(block);
+      s.settled.append(...Array.from(block.childNodes));
+      s.settledUpTo = cut;
+    }
+    s.tail.innerHTML = renderMarkdown(s.text.slice(s.settledUpTo));
     const caret = document.createElement("span");
     caret.className = "visionchat-caret";
     caret.textContent = "▍";
-    s.body.append(caret);
+    s.tail.append(caret);
     this.renders += 1;
     this.scrollToEnd();
   }
