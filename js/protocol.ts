@@ -25,7 +25,7 @@ export interface Thumbnail {
 export type KernelMessage =
   | { type: "turn-start"; id: string; role: "assistant"; model: string }
   | { type: "delta"; id: string; text: string }
-  | { type: "turn-end"; id: string; message: SettledMessage }
+  | { type: "turn-end"; id: string; message: Omit<SettledMessage, "text"> & { text?: string } }
   | { type: "turn-error"; id: string; message: string; retryable: boolean }
   | { type: "upload-progress"; id: string; done: number; total: number };
 
@@ -54,4 +54,21 @@ export function toBlobUrl(thumb: Thumbnail): string {
         ? new Uint8Array(d)
         : d;
   return URL.createObjectURL(new Blob([bytes as BlobPart], { type: thumb.mime }));
+}
+
+/** Settled messages arrive as gzip-compressed JSON in one binary buffer. */
+export async function inflateHistory(
+  data: DataView | ArrayBuffer | Uint8Array | null | undefined,
+): Promise<SettledMessage[]> {
+  if (!data || data.byteLength === 0) return [];
+  const bytes =
+    data instanceof DataView
+      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+      : data instanceof ArrayBuffer
+        ? new Uint8Array(data)
+        : data;
+  const body = new Response(bytes as BodyInit).body;
+  if (!body) return [];
+  const text = await new Response(body.pipeThrough(new DecompressionStream("gzip"))).text();
+  return JSON.parse(text) as SettledMessage[];
 }

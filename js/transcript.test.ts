@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { describe, expect, it } from "vitest";
-import { isKernelMessage } from "./protocol";
+import { inflateHistory, isKernelMessage } from "./protocol";
 import { settleBoundary, Transcript } from "./transcript";
 
 function manualFrames() {
@@ -104,6 +104,15 @@ describe("incremental streaming render", () => {
 });
 
 describe("protocol", () => {
+  it("inflates the gzip-compressed settled history", async () => {
+    const messages = [{ id: "a", role: "assistant", text: "héllo ×" }];
+    const plain = new Response(JSON.stringify(messages)).body as ReadableStream<Uint8Array>;
+    const gzip = new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
+    const buf = await new Response(plain.pipeThrough(gzip)).arrayBuffer();
+    expect(await inflateHistory(new DataView(buf))).toEqual(messages);
+    expect(await inflateHistory(new DataView(new ArrayBuffer(0)))).toEqual([]);
+  });
+
   it("recognises kernel messages and rejects anything else", () => {
     expect(isKernelMessage({ type: "delta", id: "a", text: "x" })).toBe(true);
     expect(isKernelMessage({ type: "submit", text: "x" })).toBe(false);

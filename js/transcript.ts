@@ -129,18 +129,19 @@ export class Transcript {
   }
 
   /** The turn ended or failed: the settled message replaces the streaming one. */
-  endTurn(id: string, message: SettledMessage | null, error?: string, retryable = false): void {
+  endTurn(
+    id: string,
+    message: (Omit<SettledMessage, "text"> & { text?: string }) | null,
+    error?: string,
+    retryable = false,
+  ): void {
     const s = this.streaming;
     if (!s || s.id !== id) return;
     this.streaming = null;
     const old = s.body.parentElement as HTMLElement;
-    const settled: SettledMessage = message ?? {
-      id,
-      role: "assistant",
-      text: s.text,
-      error: error ?? null,
-      retryable,
-    };
+    const settled: SettledMessage = message
+      ? { ...message, text: message.text ?? s.text }
+      : { id, role: "assistant", text: s.text, error: error ?? null, retryable };
     old.replaceWith(this.messageEl(settled, true));
   }
 

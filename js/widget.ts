@@ -5,6 +5,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import "./widget.css";
 import {
+  inflateHistory,
   isKernelMessage,
   toBlobUrl,
   type PageMessage,
@@ -19,7 +20,7 @@ export interface ModelChoice {
 }
 
 export interface WidgetTraits {
-  messages: SettledMessage[];
+  history: DataView; // gzip-compressed JSON of SettledMessage[]
   thumbnails: Record<string, Thumbnail>;
   pending: string[];
   model: string;
@@ -149,7 +150,16 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
     model.save_changes();
   });
 
-  const drawMessages = () => transcript.setMessages(model.get("messages"));
+  let messages: SettledMessage[] = [];
+  let generation = 0;
+  const drawMessages = () => transcript.setMessages(messages);
+  const loadHistory = async () => {
+    const mine = ++generation;
+    const loaded = await inflateHistory(model.get("history"));
+    if (mine !== generation) return; // a newer history arrived meanwhile
+    messages = loaded;
+    drawMessages();
+  };
   const drawPreviews = () => {
     previews.replaceChildren(
       ...model.get("pending").map((sha) => {
@@ -217,7 +227,7 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
     model.on(event, fn);
     handlers.push([event, fn]);
   };
-  on("change:messages", drawMessages);
+  on("change:history", () => void loadHistory());
   on("change:thumbnails", () => {
     drawMessages();
     drawPreviews();
@@ -229,7 +239,7 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
     on(`change:${t}`, drawState);
   }
   on("msg:custom", onCustom);
-  drawMessages();
+  void loadHistory();
   drawPreviews();
   drawModels();
   drawState();

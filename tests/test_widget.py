@@ -3,6 +3,7 @@ with what the page sends.  The browser tests check the page side for real."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import threading
@@ -165,7 +166,10 @@ def test_state_never_carries_the_api_key() -> None:
     page = Page(w)
     conv.ask("hi", show=False)
     state = w.get_state()
+    history = gzip.decompress(w.history).decode()
+    assert "hi" in history  # the settled turn is there, readable once decompressed
     text = json.dumps({k: v for k, v in state.items() if k != "thumbnails"}, default=str)
+    text += history
     assert "THISMUSTNEVERLEAK" not in text
     assert all("THISMUSTNEVERLEAK" not in json.dumps(m) for m in page.sent)
     assert "THISMUSTNEVERLEAK" not in repr(w)

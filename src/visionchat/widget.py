@@ -14,6 +14,8 @@ and only hand work to the conversation's engine, so they return at once.
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import threading
 import time
@@ -89,7 +91,11 @@ class ChatWidget(anywidget.AnyWidget):
     _esm = _bundle("widget.js")
     _css = _bundle("widget.css")
 
-    messages = traitlets.List(traitlets.Dict()).tag(sync=True)
+    # Settled messages: readable here, and sent to the page as one gzip-compressed
+    # binary buffer (`history`), written once per turn: the text of a reply has
+    # already streamed to the page, so its settled copy should cost little.
+    messages = traitlets.List(traitlets.Dict())
+    history = traitlets.Bytes(b"").tag(sync=True)
     thumbnails = traitlets.Dict().tag(sync=True)
     pending = traitlets.List(traitlets.Unicode()).tag(sync=True)
     model = traitlets.Unicode("").tag(sync=True)
@@ -223,7 +229,9 @@ class ChatWidget(anywidget.AnyWidget):
                 {"type": "upload-progress", "id": ev.message_id, "done": done, "total": total}
             )
         elif ev.kind == "turn-end" and ev.message is not None:
-            self.send({"type": "turn-end", "id": ev.message_id, "message": _settled(ev.message)})
+            # The page has the text from the deltas: send only the facts.
+            facts = {k: v for k, v in _settled(ev.message).items() if k != "text"}
+            self.send({"type": "turn-end", "id": ev.message_id, "message": facts})
             self._sync_messages()
             self.busy = self._conv.busy
         elif ev.kind == "turn-error":
@@ -265,6 +273,8 @@ class ChatWidget(anywidget.AnyWidget):
         settled = [m for m in self._conv.messages if not m.streaming]
         self._add_thumbnails([img for m in settled for img in m.images])
         self.messages = [_settled(m) for m in settled]
+        payload = json.dumps(self.messages, separators=(",", ":")).encode()
+        self.history = gzip.compress(payload, compresslevel=6, mtime=0)
 
     def _add_thumbnails(self, images: Sequence[PreparedImage]) -> None:
         new = {img.sha256: _thumb(img) for img in images if img.sha256 not in self.thumbnails}
