@@ -232,6 +232,13 @@ class Notebook:
         self.page.screenshot(path=str(path), full_page=False)
         return path
 
+    def screenshot_of(self, selector: str, name: str) -> Path:
+        """Just one element (the README shows the widget this way)."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.locator(selector).first.screenshot(path=str(path))
+        return path
+
     def save(self) -> None:
         self.page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
         self.page.wait_for_timeout(500)

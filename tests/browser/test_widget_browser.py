@@ -26,7 +26,7 @@ def test_widget_renders_and_answers_a_question(open_notebook) -> None:
     page.locator(".visionchat-previews .visionchat-thumb img").wait_for()
     assert "320×200" in page.locator(".visionchat-previews").inner_text()
     box = page.locator(".visionchat-input")
-    box.fill("What colour is this?")
+    box.fill("What colour is this? Show the measurements as a table.")
     box.press("Enter")
     answer = page.locator(".visionchat-assistant .visionchat-body").last
     answer.wait_for()
@@ -41,6 +41,7 @@ def test_widget_renders_and_answers_a_question(open_notebook) -> None:
     assert page.locator(".visionchat-user .visionchat-thumb img").count() == 1
     assert page.locator(".visionchat-previews .visionchat-thumb").count() == 0
     nb.screenshot("widget-light")
+    nb.screenshot_of(".visionchat-root", "widget-only-light")
 
 
 def test_dark_theme(open_notebook) -> None:
@@ -59,3 +60,4 @@ def test_dark_theme(open_notebook) -> None:
     r, g, b = (int(x) for x in bg[bg.index("(") + 1 : bg.index(")")].split(",")[:3])
     assert r + g + b < 200, bg
     nb.screenshot("widget-dark")
+    nb.screenshot_of(".visionchat-root", "widget-only-dark")

@@ -211,7 +211,8 @@ def compose_answer(
             s = stats[0]
             parts.append(
                 f"The dominant colour is **{s.colours[0][0]}** ({s.colours[0][1]}); "
-                f"I count about {s.distinct_colours} distinct colours in a 64×64 sample."
+                f"I count about {s.distinct_colours} distinct "
+                f"colour{'s' if s.distinct_colours != 1 else ''} in a 64×64 sample."
             )
         elif intent == "chart":
             charts = [i for i, s in enumerate(stats, 1) if s.kind == "chart or diagram"]
@@ -225,6 +226,7 @@ def compose_answer(
                 parts.append("This does not look like a chart to me (too many colours for a plot).")
     if prompt.strip():
         q = prompt.strip()
-        parts.append(f"You asked: “{q if len(q) <= 120 else q[:117] + '…'}”.")
+        q = q if len(q) <= 120 else q[:117] + "…"
+        parts.append(f"You asked: “{q}”" + ("" if q[-1] in ".?!…" else "."))
     parts.append(SWITCH_HINT)
     return "\n\n".join(parts)
