@@ -45,15 +45,14 @@ export function isKernelMessage(msg: unknown): msg is KernelMessage {
   );
 }
 
+/** Binary widget data arrives as a DataView (or a buffer in tests): view it as bytes. */
+function asBytes(d: DataView | ArrayBuffer | Uint8Array): Uint8Array {
+  if (d instanceof DataView) return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+  return d instanceof ArrayBuffer ? new Uint8Array(d) : d;
+}
+
 export function toBlobUrl(thumb: Thumbnail): string {
-  const d = thumb.data;
-  const bytes =
-    d instanceof DataView
-      ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
-      : d instanceof ArrayBuffer
-        ? new Uint8Array(d)
-        : d;
-  return URL.createObjectURL(new Blob([bytes as BlobPart], { type: thumb.mime }));
+  return URL.createObjectURL(new Blob([asBytes(thumb.data) as BlobPart], { type: thumb.mime }));
 }
 
 /** Settled messages arrive as gzip-compressed JSON in one binary buffer. */
@@ -61,13 +60,7 @@ export async function inflateHistory(
   data: DataView | ArrayBuffer | Uint8Array | null | undefined,
 ): Promise<SettledMessage[]> {
   if (!data || data.byteLength === 0) return [];
-  const bytes =
-    data instanceof DataView
-      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-      : data instanceof ArrayBuffer
-        ? new Uint8Array(data)
-        : data;
-  const body = new Response(bytes as BodyInit).body;
+  const body = new Response(asBytes(data) as BodyInit).body;
   if (!body) return [];
   const text = await new Response(body.pipeThrough(new DecompressionStream("gzip"))).text();
   return JSON.parse(text) as SettledMessage[];

@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
+from .. import catalog
 from .._image_stats import ImageStats, measure
 from ..images import PreparedImage
 from .base import (
@@ -39,16 +40,8 @@ SWITCH_HINT = (
     "and start a new `Conversation`._"
 )
 
-_INFO = ModelInfo(
-    id=MODEL_ID,
-    name="Offline demo model",
-    vendor="visionchat",
-    vision=True,
-    context_tokens=1_000_000,
-    input_price=0.0,
-    output_price=0.0,
-    max_image_edge=1024,
-)
+# The catalog is the one place that describes the model (limits, price: free).
+_INFO = catalog.get_model(MODEL_ID) or ModelInfo(id=MODEL_ID, vendor="visionchat")
 
 
 class OfflineProvider:
