@@ -131,7 +131,25 @@ def test_stream_stop_busy_kernel_retry_and_inert_html(
     assert page.evaluate("() => window.__pwned") is None
     nb.screenshot("flow-inert-html")
 
-    # 6. Save the notebook: the key is in no file.
+    # 6. Attach an image from the computer (the file picker), see its preview, ask.
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (123, 45), (250, 200, 0)).save(buf, format="PNG")
+    page.locator(".visionchat-file").set_input_files(
+        files=[{"name": "yellow.png", "mimeType": "image/png", "buffer": buf.getvalue()}]
+    )
+    page.wait_for_function(
+        "() => document.querySelector('.visionchat-previews')?.textContent.includes('123×45')",
+        timeout=15_000,
+    )
+    ask(nb, "What is in the attached file?")
+    wait_answer_containing(nb, "123×45, mostly yellow")
+    assert page.locator(".visionchat-previews .visionchat-thumb").count() == 0
+
+    # 7. Save the notebook: the key is in no file.
     nb.save()
     page.wait_for_timeout(1000)
     for path in lab.root.rglob("*"):
