@@ -199,6 +199,16 @@ def test_array_ranges(values: list[float], dtype: type, expected: tuple[int, int
     assert (int(out.min()), int(out.max())) == expected
 
 
+def test_extreme_float_range_is_stretched_without_overflow() -> None:
+    import warnings
+
+    a = np.array([[-1.7e308, 0.0, 1.7e308]] * 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or invalid-cast warnings
+        out = np.asarray(decoded(prepare_image(a, format="png")))
+    assert list(out[0]) == [0, 128, 255]
+
+
 def test_nan_and_inf_are_handled() -> None:
     a = np.linspace(0, 1, 100, dtype=np.float64).reshape(10, 10)
     a[0, 0], a[0, 1], a[0, 2] = np.nan, np.inf, -np.inf

@@ -98,4 +98,6 @@ def _stretch(f: Any, lo: float, hi: float) -> Any:
 
     if hi <= lo:
         return np.zeros(f.shape, dtype=np.uint8)
+    if not np.isfinite(hi - lo):  # a range wider than float64 holds: halve everything first
+        f, lo, hi = f * 0.5, lo * 0.5, hi * 0.5
     return np.rint((f - lo) * (255.0 / (hi - lo))).astype(np.uint8)
