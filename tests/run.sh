@@ -24,8 +24,8 @@ fi
 
 step "python environment ($VENV)"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[dev]"
+"$VENV/bin/python" -m pip install -qq --upgrade pip
+"$VENV/bin/python" -m pip install -qq -e ".[dev]"
 
 step "front end: install, type check, unit tests"
 # `npm install` rather than `npm ci`: some npm set-ups write locks that `npm ci` rejects
