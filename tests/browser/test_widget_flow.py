@@ -137,7 +137,7 @@ def test_stream_stop_busy_kernel_retry_and_inert_html(
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.new("RGB", (123, 45), (250, 200, 0)).save(buf, format="PNG")
+    Image.new("RGB", (123, 45), (255, 255, 0)).save(buf, format="PNG")
     page.locator(".visionchat-file").set_input_files(
         files=[{"name": "yellow.png", "mimeType": "image/png", "buffer": buf.getvalue()}]
     )
