@@ -133,6 +133,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, service: Any) -> Iterator[Lab]
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--LabApp.expose_app_in_browser=True",
+            "--JupyterNotebookApp.expose_app_in_browser=True",
         ],
         env=env,
         stdout=log,

@@ -1,0 +1,155 @@
+"""Images from the computer by paste and drag-and-drop, and the widget in Notebook 7.
+
+Paste and drop are real DOM events carrying real ``File`` objects in a
+``DataTransfer``, dispatched where a person's paste or drop would land; the
+widget's own listeners read them and upload the bytes to the kernel, and the
+emulator's answer names the size and colour it received.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from .test_widget_flow import ask, wait_answer_containing
+
+pytestmark = pytest.mark.browser
+
+CELLS = [
+    "import visionchat\n"
+    "conv = visionchat.Conversation(provider='1min')\n"
+    "w = visionchat.chat(conversation=conv)\nw",
+]
+
+# Builds a DataTransfer of files from (name, mime, base64) triples and fires
+# `kind` ("paste" or "drop", plus "dragover" before a drop) at `selector`.
+_FIRE = """([selector, kind, files]) => {
+    const dt = new DataTransfer();
+    for (const [name, mime, b64] of files) {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        dt.items.add(new File([bytes], name, { type: mime }));
+    }
+    const target = document.querySelector(selector);
+    if (kind === "paste") {
+        target.focus();
+        return target.dispatchEvent(
+            new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+    }
+    const init = { dataTransfer: dt, bubbles: true, cancelable: true };
+    target.dispatchEvent(new DragEvent("dragover", init));
+    return target.dispatchEvent(new DragEvent("drop", init));
+}"""
+
+
+def png(size: tuple[int, int], colour: tuple[int, int, int]) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def previews_show(page: Any, *texts: str) -> None:
+    page.wait_for_function(
+        "(ts) => ts.every(t => (document.querySelector('.visionchat-previews')?.textContent"
+        " || '').includes(t))",
+        arg=list(texts),
+        timeout=15_000,
+    )
+
+
+def test_paste_and_drop_images_remove_one_and_ask(open_notebook: Any) -> None:
+    nb = open_notebook("inputs.ipynb", CELLS)
+    page = nb.page
+    nb.run_cell(0)
+    nb.wait_for(".visionchat-root")
+
+    # Paste one image into the message box: the page's default paste is prevented.
+    blue = ["clip.png", "image/png", png((64, 48), (0, 0, 255))]
+    default_ran = page.evaluate(_FIRE, [".visionchat-input", "paste", [blue]])
+    assert default_ran is False
+    previews_show(page, "64×48")
+
+    # Drop two more on the widget, one of them not an image.
+    page.evaluate(
+        _FIRE,
+        [
+            ".visionchat-root",
+            "drop",
+            [
+                ["red.png", "image/png", png((90, 30), (255, 0, 0))],
+                ["notes.txt", "text/plain", base64.b64encode(b"not a picture").decode()],
+            ],
+        ],
+    )
+    previews_show(page, "64×48", "90×30")
+    page.wait_for_function(
+        "() => document.querySelector('.visionchat-root').textContent.includes('notes.txt is not"
+        " an image')",
+        timeout=10_000,
+    )
+    assert page.locator(".visionchat-dragging").count() == 0  # the drop cleared the highlight
+    assert page.locator(".visionchat-previews .visionchat-thumb").count() == 2
+
+    # Remove the pasted one; ask: the service receives exactly the dropped image.
+    page.locator(".visionchat-previews .visionchat-preview").first.locator(
+        ".visionchat-remove"
+    ).click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('.visionchat-previews .visionchat-thumb').length === 1",
+        timeout=10_000,
+    )
+    assert "64×48" not in page.locator(".visionchat-previews").inner_text()
+    ask(nb, "What did I drop?")
+    wait_answer_containing(nb, "I received 1 image. Image 1 is 90×30, mostly red")
+    assert page.locator(".visionchat-user .visionchat-thumb img").count() == 1
+
+
+def test_widget_in_notebook_7(lab: Any, browser: Any, service: Any) -> None:
+    """The same widget in Jupyter Notebook 7's single-document page."""
+    name = lab.write_notebook(
+        "nb7.ipynb",
+        [
+            "import visionchat\nfrom PIL import Image\n"
+            "w = visionchat.chat(Image.new('RGB', (200, 120), (255, 255, 0)),"
+            " conversation=visionchat.Conversation(provider='1min'))\nw"
+        ],
+    )
+    context = browser.new_context(viewport={"width": 1100, "height": 850})
+    try:
+        page = context.new_page()
+        page.goto(f"{lab.url}/notebooks/{name}?token={lab.token}")
+        page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90_000)
+        # Run the cell once the kernel is ready: Notebook 7 shows its state in the toolbar.
+        page.wait_for_function(
+            "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
+            "?.status === 'idle'",
+            timeout=90_000,
+        )
+        editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+        editor.click()
+        editor.press("Shift+Enter")
+        page.locator(".visionchat-root").wait_for(timeout=60_000)
+        page.locator(".visionchat-previews .visionchat-thumb img").wait_for(timeout=30_000)
+        box = page.locator(".visionchat-input")
+        box.fill("Which colour is it?")
+        box.press("Enter")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll("
+            "'.visionchat-assistant:not(.visionchat-streaming)')]"
+            ".some(e => e.textContent.includes('200×120, mostly yellow'))",
+            timeout=30_000,
+        )
+        # It takes the page's width and uses Jupyter's theme variables, as in JupyterLab.
+        width = page.evaluate(
+            "document.querySelector('.visionchat-root').getBoundingClientRect().width"
+        )
+        assert width > 300
+        from .conftest import ARTIFACTS
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "widget-notebook7.png"))
+    finally:
+        context.close()
