@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import subprocess
 import sys
@@ -517,6 +518,18 @@ def test_oldest_images_are_dropped_first_to_fit_the_context_and_the_reply_says_s
     assert "image(s) shared here left out" in hist[0].text
     assert len(reply2.notices) == 1 and "Left out 2 earlier image(s)" in reply2.notices[0]
     assert conv2.messages[-1].notices == list(reply2.notices)
+
+
+def test_outside_a_kernel_the_notice_is_also_a_logged_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    conv, _ = conv_with(context_tokens=100, words=20)
+    for i in range(3):
+        conv.ask(f"question {i}")
+    with caplog.at_level(logging.INFO, logger="visionchat"):
+        reply = conv.ask("last")
+    logged = [r for r in caplog.records if "oldest exchange" in r.getMessage()]
+    assert reply.notices and len(logged) == 1 and logged[0].levelno == logging.WARNING
 
 
 def test_whole_exchanges_go_when_images_are_not_enough() -> None:

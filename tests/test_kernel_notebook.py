@@ -54,3 +54,24 @@ def test_a_notebook_asks_saves_and_loads(tmp_path: Path) -> None:
     table = cost_cell.outputs[0]["data"]
     assert "<table" in table["text/html"] and "total" in table["text/plain"]
     assert chat.exists()
+
+
+def test_a_context_notice_shows_once_in_the_output_and_not_on_stderr() -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(SETUP),
+        nbformat.v4.new_code_cell(
+            "conv = Conversation(model='gpt-4o', provider=FakeProvider(context_tokens=100,"
+            " words=20))\n"
+            "for i in range(3):\n    conv.ask(f'question {i}', show=False)"
+        ),
+        nbformat.v4.new_code_cell("reply = conv.ask('last')\nassert reply.notices"),
+    ]
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(TESTS)}}
+    ).execute()
+    outputs = nb.cells[2].outputs
+    stderr = "".join(o["text"] for o in outputs if o.get("name") == "stderr")
+    shown = "".join(o["data"].get("text/markdown", "") for o in outputs if "data" in o)
+    assert "oldest exchange" not in stderr
+    assert "oldest exchange" in shown

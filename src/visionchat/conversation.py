@@ -889,8 +889,9 @@ class Conversation:
         history_tokens = 0
         if prior and self._sends_history():
             history, answer.notices, history_tokens = self._plan_context(prior, user, model, info)
+            level = logging.INFO if _shows_notices() else logging.WARNING
             for notice in answer.notices:
-                _log.warning("visionchat: %s", notice)
+                _log.log(level, "visionchat: %s", notice)
         answer.estimate = _cost.estimate_turn(
             user.text,
             [(i.width, i.height) for i in images],
@@ -1235,6 +1236,20 @@ def _threadsafe_put(
             loop.call_soon_threadsafe(q.put_nowait, item)
 
     return put
+
+
+def _shows_notices() -> bool:
+    """In a kernel the reply's output and the widget show a turn's notices.
+
+    Logging them at warning level there too would print each one a second time
+    (Python's last-resort handler writes warnings to stderr); in a script the
+    log is the only place a person sees them.
+    """
+    if "IPython" not in sys.modules:
+        return False
+    from ._notebook_display import in_kernel
+
+    return in_kernel()
 
 
 def _live_display(show: bool | None) -> LiveAnswer | None:
