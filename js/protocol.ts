@@ -27,26 +27,30 @@ export type KernelMessage =
   | { type: "delta"; id: string; text: string }
   | { type: "turn-end"; id: string; message: Omit<SettledMessage, "text"> & { text?: string } }
   | { type: "turn-error"; id: string; message: string; retryable: boolean }
-  | { type: "upload-progress"; id: string; done: number; total: number };
+  | { type: "upload-progress"; id: string; done: number; total: number }
+  // The image as it was (or will be) sent, for the viewer; its bytes ride in buffers[0].
+  | { type: "image"; sha: string; mime: string; width: number; height: number }
+  | { type: "image-missing"; sha: string };
 
 export type PageMessage =
   | { type: "submit"; text: string }
   | { type: "attach"; name: string; mime: string } // the file's bytes ride in buffers[0]
   | { type: "cancel" }
   | { type: "retry" }
-  | { type: "remove-attachment"; sha: string };
+  | { type: "remove-attachment"; sha: string }
+  | { type: "view-image"; sha: string }; // asks for the full image behind a thumbnail
 
 export function isKernelMessage(msg: unknown): msg is KernelMessage {
   if (typeof msg !== "object" || msg === null) return false;
   const t = (msg as { type?: unknown }).type;
   return (
     t === "turn-start" || t === "delta" || t === "turn-end" || t === "turn-error" ||
-    t === "upload-progress"
+    t === "upload-progress" || t === "image" || t === "image-missing"
   );
 }
 
 /** Binary widget data arrives as a DataView (or a buffer in tests): view it as bytes. */
-function asBytes(d: DataView | ArrayBuffer | Uint8Array): Uint8Array {
+export function asBytes(d: DataView | ArrayBuffer | Uint8Array): Uint8Array {
   if (d instanceof DataView) return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
   return d instanceof ArrayBuffer ? new Uint8Array(d) : d;
 }

@@ -3,6 +3,7 @@
 // message is touched while text arrives, so the cost per chunk stays flat.
 import { addCopyButtons, renderMarkdown } from "./markdown";
 import type { SettledMessage } from "./protocol";
+import { VIEW_EVENT, type ViewRequest } from "./viewer";
 
 export type ImageUrlFor = (sha: string) => { url: string; width: number; height: number } | null;
 type Schedule = (cb: () => void) => void;
@@ -163,7 +164,7 @@ export class Transcript {
       for (const sha of m.images) {
         const info = this.imageUrl(sha);
         if (!info) continue;
-        strip.append(thumbnail(info.url, info.width, info.height));
+        strip.append(thumbnail(info.url, info.width, info.height, sha));
       }
       wrap.append(strip);
     }
@@ -211,16 +212,28 @@ export class Transcript {
   }
 }
 
-export function thumbnail(url: string, width: number, height: number): HTMLElement {
+/**
+ * A thumbnail with the size actually sent. It is a button: clicking it (or Enter
+ * or Space on it) fires a bubbling VIEW_EVENT that the widget answers with the viewer.
+ */
+export function thumbnail(url: string, width: number, height: number, sha = ""): HTMLElement {
   const fig = document.createElement("figure");
   fig.className = "visionchat-thumb";
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "visionchat-thumb-open";
+  open.title = `sent at ${width}×${height} px — click to view larger`;
+  open.setAttribute("aria-label", `View the ${width}×${height} image larger`);
   const img = document.createElement("img");
   img.src = url;
   img.alt = `image ${width}×${height}`;
-  img.title = `sent at ${width}×${height} px — click to enlarge`;
-  img.addEventListener("click", () => fig.classList.toggle("visionchat-enlarged"));
+  open.append(img);
+  open.addEventListener("click", () => {
+    const detail: ViewRequest = { sha, url, width, height };
+    open.dispatchEvent(new CustomEvent(VIEW_EVENT, { bubbles: true, detail }));
+  });
   const cap = document.createElement("figcaption");
   cap.textContent = `${width}×${height}`;
-  fig.append(img, cap);
+  fig.append(open, cap);
   return fig;
 }

@@ -5,6 +5,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import "./widget.css";
 import {
+  asBytes,
   inflateHistory,
   isKernelMessage,
   toBlobUrl,
@@ -13,6 +14,7 @@ import {
   type Thumbnail,
 } from "./protocol";
 import { thumbnail, Transcript } from "./transcript";
+import { ImageViewer, VIEW_EVENT, type ViewRequest } from "./viewer";
 
 export interface ModelChoice {
   id: string;
@@ -91,7 +93,12 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
   const controls = el("div", "visionchat-controls");
   controls.append(attach, fileInput, modelPick, webLabel, sendBtn, stopBtn);
   composer.append(previews, input, controls);
-  root.append(notice, transcript.el, progress, errorBox, composer);
+  const viewer = new ImageViewer((sha) => send({ type: "view-image", sha }));
+  root.append(notice, transcript.el, progress, errorBox, composer, viewer.el);
+  root.addEventListener(VIEW_EVENT, (e) => {
+    const detail = (e as CustomEvent<ViewRequest>).detail;
+    if (detail.sha) viewer.open(detail, e.target instanceof HTMLElement ? e.target : null);
+  });
   host.append(root);
 
   const submit = () => {
@@ -165,7 +172,7 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
       ...model.get("pending").map((sha) => {
         const info = imageUrl(sha);
         const item = el("div", "visionchat-preview");
-        if (info) item.append(thumbnail(info.url, info.width, info.height));
+        if (info) item.append(thumbnail(info.url, info.width, info.height, sha));
         const rm = el("button", "visionchat-remove", { type: "button", "aria-label": "Remove this image" });
         rm.textContent = "×";
         rm.addEventListener("click", () => send({ type: "remove-attachment", sha }));
@@ -200,7 +207,7 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
     if (!busy) progress.textContent = "";
   };
 
-  const onCustom = (msg: unknown) => {
+  const onCustom = (msg: unknown, buffers?: (DataView | ArrayBuffer)[]) => {
     if (!isKernelMessage(msg)) return;
     switch (msg.type) {
       case "turn-start":
@@ -211,6 +218,14 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
         break;
       case "upload-progress":
         progress.textContent = msg.done < msg.total ? `Uploading images… ${msg.done}/${msg.total}` : "";
+        break;
+      case "image":
+        if (buffers && buffers.length) {
+          viewer.receive(msg.sha, asBytes(buffers[0]), msg.mime, msg.width, msg.height);
+        }
+        break;
+      case "image-missing":
+        viewer.missing(msg.sha);
         break;
       case "turn-end":
         transcript.endTurn(msg.id, msg.message);
@@ -247,6 +262,7 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
   return () => {
     for (const [event, fn] of handlers) model.off(event, fn);
     for (const u of urls.values()) URL.revokeObjectURL(u);
+    viewer.dispose();
   };
 }
 

@@ -23,6 +23,7 @@ class Page:
 
     def __init__(self, widget: ChatWidget) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.buffers: list[list[bytes]] = []
         self.widget = widget
         self.lock = threading.Lock()
         widget.send = self._record  # type: ignore[method-assign]
@@ -30,6 +31,7 @@ class Page:
     def _record(self, content: dict[str, Any], buffers: Any = None) -> None:
         with self.lock:
             self.sent.append(content)
+            self.buffers.append([bytes(b) for b in buffers or []])
 
     def do(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         self.widget._on_msg(self.widget, content, buffers or [])
@@ -179,3 +181,24 @@ def test_chat_opens_a_widget_with_images_attached() -> None:
     conv = Conversation(model="gpt-4o", provider=FakeProvider())
     w = chat(make_image((1, 2, 3)), conversation=conv)
     assert w.conversation is conv and len(w.pending) == 1
+
+
+def test_the_viewer_gets_the_image_as_sent_only_when_asked() -> None:
+    w, page, _ = make(words=3)
+    big = make_image((10, 120, 200), (1200, 900))
+    w.attach(big)
+    sha = w.pending[0]
+    # The page holds only the thumbnail until someone opens it.
+    assert len(w.thumbnails[sha]["data"]) < len(big.data)
+    assert not any(m["type"] == "image" for m in page.sent)
+    page.do({"type": "view-image", "sha": sha})  # still an attachment
+    msg, bufs = page.sent[-1], page.buffers[-1]
+    assert msg == {"type": "image", "sha": sha, "mime": big.mime, "width": 1200, "height": 900}
+    assert bufs == [big.data]
+    page.do({"type": "submit", "text": "look"})
+    wait_idle(w)
+    page.do({"type": "view-image", "sha": sha})  # now inside a sent message
+    assert page.sent[-1]["type"] == "image" and page.buffers[-1] == [big.data]
+    page.do({"type": "view-image", "sha": "0" * 64})
+    assert page.sent[-1] == {"type": "image-missing", "sha": "0" * 64}
+    assert w.error == ""

@@ -164,6 +164,8 @@ class ChatWidget(anywidget.AnyWidget):
             elif kind == "attach" and buffers:
                 self.error = ""
                 self.attach(bytes(buffers[0]))
+            elif kind == "view-image":
+                self._send_image(str(content.get("sha")))
             elif kind == "remove-attachment":
                 with self._lock:
                     self._attached.pop(str(content.get("sha")), None)
@@ -173,6 +175,37 @@ class ChatWidget(anywidget.AnyWidget):
         except Exception as exc:  # a handler must never die silently
             log.exception("visionchat widget message failed")
             self.error = f"Something went wrong in the widget: {exc}"
+
+    def _send_image(self, sha: str) -> None:
+        """The image behind a thumbnail, as sent, for the page's viewer.
+
+        Sent only when asked for: a transcript of many images costs the page
+        thumbnails alone until someone looks closer.
+        """
+        img = self._image(sha)
+        if img is None:
+            self.send({"type": "image-missing", "sha": sha})
+            return
+        self.send(
+            {
+                "type": "image",
+                "sha": sha,
+                "mime": img.mime,
+                "width": img.width,
+                "height": img.height,
+            },
+            buffers=[img.data],
+        )
+
+    def _image(self, sha: str) -> PreparedImage | None:
+        with self._lock:
+            if sha in self._attached:
+                return self._attached[sha]
+        for m in reversed(self._conv.messages):
+            for img in m.images:
+                if img.sha256 == sha:
+                    return img
+        return None
 
     def _submit(self, text: str) -> None:
         with self._lock:

@@ -43,6 +43,22 @@ def test_widget_renders_and_answers_a_question(open_notebook) -> None:
     nb.screenshot("widget-light")
     nb.screenshot_of(".visionchat-root", "widget-only-light")
 
+    # Click the sent thumbnail: the viewer shows the image as sent, full size.
+    page.locator(".visionchat-user .visionchat-thumb-open").click()
+    viewer = page.locator(".visionchat-viewer")
+    viewer.wait_for(state="visible")
+    page.wait_for_function(
+        "() => document.querySelector('.visionchat-viewer img').naturalWidth === 320",
+        timeout=15_000,
+    )
+    assert viewer.locator("figcaption").inner_text().startswith("320×200 px as sent · PNG")
+    assert page.evaluate("document.activeElement.className") == "visionchat-viewer-close"
+    nb.screenshot("widget-viewer")
+    page.keyboard.press("Escape")
+    viewer.wait_for(state="hidden")
+    # focus went back to the thumbnail, and JupyterLab did not take the Escape
+    assert page.evaluate("document.activeElement.className") == "visionchat-thumb-open"
+
 
 def test_dark_theme(open_notebook) -> None:
     nb = open_notebook("dark.ipynb", [SETUP.format(wps=0)], theme="dark")
