@@ -111,6 +111,17 @@ def test_different_images_give_different_measurements() -> None:
     assert "very dark" not in yellow and "bright" in yellow
 
 
+def test_asked_for_a_table_it_tabulates_each_image_s_measurements() -> None:
+    text = ask("Show the measurements as a table", solid((220, 20, 20), (200, 100)), photo())
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert table[0] == "| Measurement | Image 1 | Image 2 |"
+    assert table[1] == "|---|---|---|"
+    assert "| Size (px) | 200×100 | " in text
+    assert "| Main colour | red (#dc1414) | " in text
+    assert all(line.count("|") == 4 for line in table)  # every row has a cell per image
+    assert "| Measurement" not in ask("describe", solid((220, 20, 20)))
+
+
 def test_a_plot_is_a_chart_and_a_noisy_picture_a_photograph() -> None:
     chart = ask("describe", sales_plot())
     assert "looks like a **chart or diagram**" in chart and "a blue line (#1f77b4)" in chart
@@ -209,6 +220,7 @@ def test_intents() -> None:
     assert intents("Compare these") == ["compare"]
     assert intents("How many lines?") == ["count"]
     assert intents("tell me something") == ["describe"]
+    assert intents("Show the measurements as a table") == ["table"]
 
 
 def test_deterministic() -> None:

@@ -37,10 +37,14 @@ def test_widget_renders_and_answers_a_question(open_notebook) -> None:
     )
     text = answer.inner_text()
     assert "red" in text and "320×200" in text
+    # the table asked for renders as a real table
+    assert answer.locator("table tr").count() >= 7
     # the user's message carries its thumbnail; the composer is empty again
     assert page.locator(".visionchat-user .visionchat-thumb img").count() == 1
     assert page.locator(".visionchat-previews .visionchat-thumb").count() == 0
     nb.screenshot("widget-light")
+    # the README's picture: the question with its thumbnail at the top
+    page.evaluate("document.querySelector('.visionchat-transcript').scrollTop = 0")
     nb.screenshot_of(".visionchat-root", "widget-only-light")
 
     # Click the sent thumbnail: the viewer shows the image as sent, full size.

@@ -363,6 +363,7 @@ _INTENTS = (
     ("count", r"\b(how many|count\w*|number of)\b"),
     ("colours", r"\b(colou?rs?|palette|hues?)\b"),
     ("text", r"\b(read|text|ocr|says?|written|labels?|titles?|words?|caption|legend)\b"),
+    ("table", r"\b(tables?|tabulate|tabular|measurements?|statistics|stats)\b"),
 )
 _FOLLOW_UP = re.compile(r"\b(now|again|clearer|better|improved?|still|this time|fixed)\b", re.I)
 
@@ -472,6 +473,25 @@ def _answer_text(subject: Sequence[ImageStats]) -> str:
     return said
 
 
+def _answer_table(subject: Sequence[ImageStats]) -> str:
+    """The measurements side by side: the markdown table a teacher can point at."""
+    heads = (
+        ["The image"] if len(subject) == 1 else [f"Image {i}" for i in range(1, len(subject) + 1)]
+    )
+    rows: list[tuple[str, Callable[[ImageStats], str]]] = [
+        ("Size (px)", lambda s: f"{s.width}×{s.height}"),
+        ("Looks like", lambda s: s.kind),
+        ("Mean brightness", lambda s: _pct(s.brightness)),
+        ("Contrast (σ)", lambda s: f"{s.contrast:.2f}"),
+        ("Main colour", lambda s: f"{s.colours[0][0]} ({s.colours[0][1]})" if s.colours else "–"),
+        ("Distinct colours (64×64)", lambda s: str(s.distinct_colours)),
+        ("Near-white pixels", lambda s: _pct(s.white_share)),
+    ]
+    out = ["| Measurement | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    out += [f"| {name} | " + " | ".join(f(s) for s in subject) + " |" for name, f in rows]
+    return "\n".join(out)
+
+
 def compose_answer(
     prompt: str,
     stats: Sequence[ImageStats],
@@ -522,6 +542,8 @@ def compose_answer(
             parts.append(_answer_colours(subject[-1]))
         if "text" in asked:
             parts.append(_answer_text(subject))
+        if "table" in asked:
+            parts.append(_answer_table(subject))
     if prompt.strip():
         q = prompt.strip()
         q = q if len(q) <= 120 else q[:117] + "…"
