@@ -18,28 +18,29 @@ from test_kernel_helpers import SETUP, TESTS
 pytestmark = pytest.mark.kernel
 
 
-def test_a_notebook_asks_saves_and_loads(tmp_path: Path) -> None:
-    chat = tmp_path / "chat.json"
+def executed(*cells: str) -> nbformat.NotebookNode:
+    """A notebook of SETUP and ``cells``, run top to bottom in a real kernel."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(SETUP),
-        nbformat.v4.new_code_cell(
-            "conv = Conversation(provider=FakeProvider(words=200, delay=0.001))\n"
-            "reply = conv.ask('what is in the picture?', make_image((10, 200, 10)))"
-        ),
-        nbformat.v4.new_code_cell(f"conv.save({str(chat)!r})"),
-        nbformat.v4.new_code_cell(
-            f"loaded = Conversation.load({str(chat)!r}, provider=FakeProvider(words=5))\n"
-            "assert loaded.messages == conv.messages\n"
-            "assert loaded.messages[0].images[0].data == conv.messages[0].images[0].data\n"
-            "more = await loaded.ask_async('and the colour?')\n"
-            "print(loaded.turns, more.text.split(' |')[0])"
-        ),
-        nbformat.v4.new_code_cell("conv.cost()"),
-    ]
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in (SETUP, *cells)]
     NotebookClient(
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(TESTS)}}
     ).execute()
+    return nb
+
+
+def test_a_notebook_asks_saves_and_loads(tmp_path: Path) -> None:
+    chat = tmp_path / "chat.json"
+    nb = executed(
+        "conv = Conversation(provider=FakeProvider(words=200, delay=0.001))\n"
+        "reply = conv.ask('what is in the picture?', make_image((10, 200, 10)))",
+        f"conv.save({str(chat)!r})",
+        f"loaded = Conversation.load({str(chat)!r}, provider=FakeProvider(words=5))\n"
+        "assert loaded.messages == conv.messages\n"
+        "assert loaded.messages[0].images[0].data == conv.messages[0].images[0].data\n"
+        "more = await loaded.ask_async('and the colour?')\n"
+        "print(loaded.turns, more.text.split(' |')[0])",
+        "conv.cost()",
+    )
     nbformat.validate(nb)
     ask_cell, _, load_cell, cost_cell = nb.cells[1:]
     markdown = [
@@ -57,19 +58,12 @@ def test_a_notebook_asks_saves_and_loads(tmp_path: Path) -> None:
 
 
 def test_a_context_notice_shows_once_in_the_output_and_not_on_stderr() -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(SETUP),
-        nbformat.v4.new_code_cell(
-            "conv = Conversation(model='gpt-4o', provider=FakeProvider(context_tokens=100,"
-            " words=20))\n"
-            "for i in range(3):\n    conv.ask(f'question {i}', show=False)"
-        ),
-        nbformat.v4.new_code_cell("reply = conv.ask('last')\nassert reply.notices"),
-    ]
-    NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(TESTS)}}
-    ).execute()
+    nb = executed(
+        "conv = Conversation(model='gpt-4o', provider=FakeProvider(context_tokens=100,"
+        " words=20))\n"
+        "for i in range(3):\n    conv.ask(f'question {i}', show=False)",
+        "reply = conv.ask('last')\nassert reply.notices",
+    )
     outputs = nb.cells[2].outputs
     stderr = "".join(o["text"] for o in outputs if o.get("name") == "stderr")
     shown = "".join(o["data"].get("text/markdown", "") for o in outputs if "data" in o)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from test_offline_measure import sales_figure
 from visionchat.images import PreparedImage, prepare_image
 from visionchat.providers.base import (
     HistoryTurn,
@@ -31,17 +32,7 @@ def solid(rgb: tuple[int, int, int], size: tuple[int, int] = (120, 80)) -> Prepa
 
 
 def sales_plot(labelled: bool = False) -> PreparedImage:
-    """The chart-iteration demo's figure: a rising series with one outlier."""
-    rng = np.random.default_rng(42)
-    years = np.arange(2000, 2021)
-    sales = 50 + 3 * (years - 2000) + rng.normal(0, 4, years.size)
-    sales[12] += 30
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(years, sales)
-    if labelled:
-        ax.set_xlabel("year")
-        ax.set_ylabel("sales (k units)")
-        ax.set_title("Sales per year")
+    fig = sales_figure(labelled)
     img = prepare_image(fig)
     plt.close(fig)
     return img

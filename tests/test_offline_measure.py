@@ -43,6 +43,21 @@ def marks(stats: ImageStats) -> list[Mark]:
     return list(stats.marks)
 
 
+def sales_figure(labelled: bool = False) -> Figure:
+    """The chart-iteration demo's figure: a rising series with one outlier at index 12."""
+    rng = np.random.default_rng(42)
+    years = np.arange(2000, 2021)
+    sales = 50 + 3 * (years - 2000) + rng.normal(0, 4, years.size)
+    sales[12] += 30
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(years, sales)
+    if labelled:
+        ax.set_xlabel("year")
+        ax.set_ylabel("sales (k units)")
+        ax.set_title("Sales per year")
+    return fig
+
+
 def plot_x(i: float, n: int) -> float:
     """Where data index ``i`` of ``0..n-1`` sits across the plot (5% margins each side)."""
     return (i + 0.05 * (n - 1)) / (1.1 * (n - 1))
@@ -145,13 +160,7 @@ def test_a_dark_themed_plot_is_a_chart_too() -> None:
 
 
 def test_a_lone_spike_is_found_where_the_data_puts_it() -> None:
-    rng = np.random.default_rng(42)
-    years = np.arange(2000, 2021)
-    sales = 50 + 3 * (years - 2000) + rng.normal(0, 4, years.size)
-    sales[12] += 30
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(years, sales)
-    (line,) = marks(chart(fig))
+    (line,) = marks(chart(sales_figure()))
     assert line.spike is not None and line.spike[1] > 0.15  # up, well above the trend
     assert line.spike[0] == pytest.approx(plot_x(12, 21), abs=0.02)
     assert line.rise > 0.5 and line.peak == pytest.approx(plot_x(12, 21), abs=0.02)
