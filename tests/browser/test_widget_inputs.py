@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from .conftest import ARTIFACTS
 from .test_widget_flow import ask, wait_answer_containing
 
 pytestmark = pytest.mark.browser
@@ -147,9 +148,19 @@ def test_widget_in_notebook_7(lab: Any, browser: Any, service: Any) -> None:
             "document.querySelector('.visionchat-root').getBoundingClientRect().width"
         )
         assert width > 300
-        from .conftest import ARTIFACTS
-
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "widget-notebook7.png"))
+        # Notebook 7's dark theme: the widget follows it.
+        page.evaluate(
+            "window.jupyterapp.commands.execute('apputils:change-theme',"
+            " {theme: 'JupyterLab Dark'})"
+        )
+        page.wait_for_function(
+            "() => { const c = getComputedStyle(document.querySelector('.visionchat-root'))"
+            ".backgroundColor.match(/\\d+/g).slice(0, 3).map(Number);"
+            " return c[0] + c[1] + c[2] < 200; }",
+            timeout=15_000,
+        )
+        page.screenshot(path=str(ARTIFACTS / "widget-notebook7-dark.png"))
     finally:
         context.close()
