@@ -94,6 +94,13 @@ def test_a_solid_image_is_measured_exactly() -> None:
     assert s.marks is None  # only measured when asked for
 
 
+def test_a_big_jpeg_reports_its_own_size_not_the_reduced_decode() -> None:
+    # JPEGs are decoded at reduced scale for speed; the size reported is the file's
+    noise = np.random.default_rng(3).integers(0, 255, (2048, 2048, 3), dtype=np.uint8)
+    s = measure(png(Image.fromarray(noise), "JPEG"))
+    assert (s.width, s.height) == (2048, 2048)
+
+
 def test_brightness_contrast_and_transparency() -> None:
     dark, light = Image.new("RGB", (50, 50), (10, 10, 10)), Image.new("RGB", (50, 50), "white")
     assert measure(png(dark)).brightness_word == "very dark"

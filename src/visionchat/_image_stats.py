@@ -187,8 +187,8 @@ _VIVID_VAL = 60
 
 def _open(data: bytes) -> tuple[int, int, Image.Image, bool]:
     with Image.open(io.BytesIO(data)) as opened:
+        width, height = opened.size  # from the header: draft() below changes .size
         opened.draft("RGB", (_WORK_EDGE, _WORK_EDGE))  # JPEG: decode at reduced size
-        width, height = opened.size  # from the header, not the draft-decoded size
         img = opened.copy()
     transparent = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
     if transparent:
