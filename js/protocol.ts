@@ -30,11 +30,13 @@ export type KernelMessage =
   | { type: "upload-progress"; id: string; done: number; total: number }
   // The image as it was (or will be) sent, for the viewer; its bytes ride in buffers[0].
   | { type: "image"; sha: string; mime: string; width: number; height: number }
-  | { type: "image-missing"; sha: string };
+  | { type: "image-missing"; sha: string }
+  | { type: "attach-progress"; name: string; received: number; total: number };
 
 export type PageMessage =
   | { type: "submit"; text: string }
-  | { type: "attach"; name: string; mime: string } // the file's bytes ride in buffers[0]
+  // A file from the computer, in `parts` pieces of one `upload`; this piece rides in buffers[0].
+  | { type: "attach"; name: string; mime: string; upload?: string; part?: number; parts?: number }
   | { type: "cancel" }
   | { type: "retry" }
   | { type: "remove-attachment"; sha: string }
@@ -45,7 +47,8 @@ export function isKernelMessage(msg: unknown): msg is KernelMessage {
   const t = (msg as { type?: unknown }).type;
   return (
     t === "turn-start" || t === "delta" || t === "turn-end" || t === "turn-error" ||
-    t === "upload-progress" || t === "image" || t === "image-missing"
+    t === "upload-progress" || t === "image" || t === "image-missing" ||
+    t === "attach-progress"
   );
 }
 

@@ -47,6 +47,10 @@ function el<K extends keyof HTMLElementTagNameMap>(
   return e;
 }
 
+// Files from the computer reach the kernel in parts (widget.py has the same numbers).
+const UPLOAD_PART_BYTES = 2 * 1024 * 1024;
+const MAX_UPLOAD_BYTES = 256 * 1024 * 1024;
+
 export function render({ model, el: host }: RenderProps<WidgetTraits>): () => void {
   const urls = new Map<string, string>();
   const imageUrl = (sha: string) => {
@@ -110,11 +114,25 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
   };
   const attachFiles = async (files: Iterable<File>) => {
     for (const f of files) {
+      const name = f.name || "the image";
       if (!f.type.startsWith("image/")) {
         errorBox.textContent = `${f.name || "That file"} is not an image; attach PNG, JPEG, WebP or GIF files.`;
         continue;
       }
-      send({ type: "attach", name: f.name, mime: f.type }, [await f.arrayBuffer()]);
+      if (f.size > MAX_UPLOAD_BYTES) {
+        errorBox.textContent =
+          `${name} is too large to attach here (over ${MAX_UPLOAD_BYTES / 2 ** 20} MB); ` +
+          "pass it from Python instead: visionchat.chat('path/to/file').";
+        continue;
+      }
+      // In parts: the Jupyter server drops a websocket on a message over 10 MiB.
+      const parts = Math.max(1, Math.ceil(f.size / UPLOAD_PART_BYTES));
+      const upload = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+      if (parts > 1) progress.textContent = `Sending ${name} to the kernel…`;
+      for (let part = 0; part < parts; part++) {
+        const bytes = await f.slice(part * UPLOAD_PART_BYTES, (part + 1) * UPLOAD_PART_BYTES).arrayBuffer();
+        send({ type: "attach", name, mime: f.type, upload, part, parts }, [bytes]);
+      }
     }
   };
 
@@ -215,6 +233,12 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
         break;
       case "delta":
         transcript.appendDelta(msg.id, msg.text);
+        break;
+      case "attach-progress":
+        progress.textContent =
+          msg.received < msg.total
+            ? `Receiving ${msg.name}… ${Math.round((100 * msg.received) / msg.total)}%`
+            : "";
         break;
       case "upload-progress":
         progress.textContent = msg.done < msg.total ? `Uploading images… ${msg.done}/${msg.total}` : "";

@@ -202,3 +202,34 @@ def test_the_viewer_gets_the_image_as_sent_only_when_asked() -> None:
     page.do({"type": "view-image", "sha": "0" * 64})
     assert page.sent[-1] == {"type": "image-missing", "sha": "0" * 64}
     assert w.error == ""
+
+
+def test_a_file_from_the_page_arrives_in_parts_with_progress() -> None:
+    w, page, _ = make(words=3)
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (0, 128, 0)).save(buf, format="BMP")  # 180 KB
+    data = buf.getvalue()
+    pieces = [data[i : i + 50_000] for i in range(0, len(data), 50_000)]
+    for i, piece in enumerate(pieces):
+        assert w.pending == []  # nothing attached before the last part
+        msg = {"type": "attach", "name": "g.bmp", "mime": "image/bmp", "upload": "u1"}
+        page.do({**msg, "part": i, "parts": len(pieces)}, [piece])
+    assert len(w.pending) == 1 and w.thumbnails[w.pending[0]]["width"] == 300
+    progress = [m for m in page.sent if m["type"] == "attach-progress"]
+    assert [(m["received"], m["total"]) for m in progress] == [
+        (i + 1, len(pieces)) for i in range(len(pieces))
+    ]
+    assert w.error == "" and w._uploads == {}
+
+
+def test_a_garbled_or_oversized_upload_is_refused_with_a_clear_error() -> None:
+    w, page, _ = make(words=3)
+    msg = {"type": "attach", "name": "g.png", "mime": "image/png", "upload": "u2", "parts": 3}
+    page.do({**msg, "part": 0}, [b"a" * 10])
+    page.do({**msg, "part": 2}, [b"c" * 10])  # part 1 never came
+    assert "g.png did not arrive whole" in w.error and "attach it again" in w.error
+    assert w.pending == [] and w._uploads == {}
+    page.do({**msg, "upload": "u3", "part": 0, "parts": 10_000}, [b"x"])
+    assert "too large to attach" in w.error and "visionchat.chat('path/to/file')" in w.error
+    page.do({"type": "attach", "name": "notes.png", "mime": "image/png"}, [b"not an image"])
+    assert w.error.startswith("notes.png: ") and "not an image" in w.error

@@ -27,7 +27,7 @@ import anywidget
 import traitlets
 
 from .conversation import Conversation, ConversationEvent, Message
-from .errors import VisionChatError
+from .errors import ImageError, VisionChatError
 from .images import PreparedImage, prepare_image
 
 __all__ = ["ChatWidget", "chat"]
@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 _STATIC = Path(__file__).parent / "static"
 _COALESCE_SECONDS = 0.04
+# Files from the page travel in parts: the Jupyter server closes a websocket on a
+# message over 10 MiB, which would lose the file (and the page's connection) silently.
+UPLOAD_PART_BYTES = 2 * 1024 * 1024  # the page's part size (js/widget.ts says the same)
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 
 
 def _bundle(name: str) -> Path | str:
@@ -118,6 +122,7 @@ class ChatWidget(anywidget.AnyWidget):
         self._conv = conv
         self._lock = threading.Lock()
         self._attached: dict[str, PreparedImage] = {}
+        self._uploads: dict[str, list[bytes]] = {}  # files arriving in parts, by upload id
         self._buffer: dict[str, list[str]] = {}
         self._last_flush = 0.0
         self._timer: threading.Timer | None = None
@@ -163,7 +168,7 @@ class ChatWidget(anywidget.AnyWidget):
                 self._watch(self._conv.submit_retry(model=self.model or None))
             elif kind == "attach" and buffers:
                 self.error = ""
-                self.attach(bytes(buffers[0]))
+                self._receive_file(content, bytes(buffers[0]))
             elif kind == "view-image":
                 self._send_image(str(content.get("sha")))
             elif kind == "remove-attachment":
@@ -175,6 +180,42 @@ class ChatWidget(anywidget.AnyWidget):
         except Exception as exc:  # a handler must never die silently
             log.exception("visionchat widget message failed")
             self.error = f"Something went wrong in the widget: {exc}"
+
+    def _receive_file(self, content: dict[str, Any], chunk: bytes) -> None:
+        """One part of a file from the page; the last part attaches the whole file."""
+        name = str(content.get("name") or "the file")
+        parts = int(content.get("parts") or 1)
+        part = int(content.get("part") or 0)
+        if parts * UPLOAD_PART_BYTES > MAX_UPLOAD_BYTES + UPLOAD_PART_BYTES:
+            raise ImageError(
+                f"{name} is too large to attach from the page (over "
+                f"{MAX_UPLOAD_BYTES // 2**20} MB). Pass it from Python instead: "
+                "visionchat.chat('path/to/file') or conv.ask(..., 'path/to/file')."
+            )
+        if parts > 1:
+            upload = str(content.get("upload") or "")
+            with self._lock:
+                got = self._uploads.setdefault(upload, [])
+                if part != len(got):  # a part lost or repeated: never attach a garbled file
+                    del self._uploads[upload]
+                    raise VisionChatError(
+                        f"{name} did not arrive whole (part {part + 1} of {parts} came out of "
+                        "order); attach it again."
+                    )
+                got.append(chunk)
+                done = len(got) == parts
+                if done:
+                    del self._uploads[upload]
+            self.send(
+                {"type": "attach-progress", "name": name, "received": part + 1, "total": parts}
+            )
+            if not done:
+                return
+            chunk = b"".join(got)
+        try:
+            self.attach(chunk)
+        except ImageError as exc:
+            raise ImageError(f"{name}: {exc}") from None
 
     def _send_image(self, sha: str) -> None:
         """The image behind a thumbnail, as sent, for the page's viewer.

@@ -12,6 +12,7 @@ import base64
 import io
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -106,6 +107,26 @@ def test_paste_and_drop_images_remove_one_and_ask(open_notebook: Any) -> None:
     ask(nb, "What did I drop?")
     wait_answer_containing(nb, "I received 1 image. Image 1 is 90×30, mostly red")
     assert page.locator(".visionchat-user .visionchat-thumb img").count() == 1
+
+
+def test_a_file_larger_than_a_websocket_message_arrives_in_parts(open_notebook: Any) -> None:
+    """22 MB of PNG: sent whole, the Jupyter server would drop the page's websocket
+    (10 MiB message limit) and the image would vanish without a word."""
+    nb = open_notebook("big.ipynb", CELLS)
+    page = nb.page
+    nb.run_cell(0)
+    nb.wait_for(".visionchat-root")
+    noise = np.random.default_rng(0).integers(0, 255, (2700, 2700, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="PNG")
+    assert len(buf.getvalue()) > 20 * 2**20
+    big = ["noise.png", "image/png", base64.b64encode(buf.getvalue()).decode()]
+    page.evaluate(_FIRE, [".visionchat-root", "drop", [big]])
+    previews_show(page, "2048×2048")  # downscaled in the kernel to the model's limit
+    assert page.locator(".visionchat-progress").inner_text() == ""
+    assert page.locator(".visionchat-inline-error").inner_text() == ""
+    ask(nb, "What is this noise?")
+    wait_answer_containing(nb, "Image 1 is 2048×2048")
 
 
 def test_widget_in_notebook_7(lab: Any, browser: Any, service: Any) -> None:
