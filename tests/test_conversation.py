@@ -754,3 +754,15 @@ def test_the_catalog_steps_in_for_unknown_models_and_failed_listings() -> None:
     assert conv.estimate("", big).image_tokens == 1533
     ids = [m.id for m in conv.models()]
     assert "gpt-4o" in ids and "offline-demo" not in ids
+
+
+def test_an_image_prepared_for_a_larger_limit_is_fitted_to_the_model() -> None:
+    conv, fake = conv_with(words=3, max_image_edge=1000)
+    big = make_image((0, 120, 0), (2400, 1200))  # prepared elsewhere, above the limit
+    reply = conv.ask("look", big)
+    sent = fake.requests[-1].images[0]
+    assert (sent.width, sent.height) == (1000, 500)
+    assert reply.images[0].width == 1000 and conv.messages[0].images[0].width == 1000
+    small = make_image((0, 120, 0), (300, 200))
+    conv.ask("and this", small)
+    assert fake.requests[-1].images[0] is small  # within the limit: used as it is

@@ -233,3 +233,22 @@ def test_a_garbled_or_oversized_upload_is_refused_with_a_clear_error() -> None:
     assert "too large to attach" in w.error and "visionchat.chat('path/to/file')" in w.error
     page.do({"type": "attach", "name": "notes.png", "mime": "image/png"}, [b"not an image"])
     assert w.error.startswith("notes.png: ") and "not an image" in w.error
+
+
+def test_previews_show_the_size_the_chosen_model_will_receive() -> None:
+    class CatalogLimits(FakeProvider):
+        def model_info(self, model: str) -> None:
+            return None  # so the catalog's per-vendor limits apply
+
+    fake = CatalogLimits(words=3)
+    conv = Conversation(model="gpt-4o", provider=fake)
+    w = ChatWidget(conv, make_image((0, 0, 200), (3000, 1500)), model="gemini-1.5-pro")
+    assert w.thumbnails[w.pending[0]]["width"] == 3000  # Gemini takes 3072
+    w.model = "claude-3-5-sonnet-20240620"  # takes 1568: the preview shrinks
+    (sha,) = w.pending
+    assert (w.thumbnails[sha]["width"], w.thumbnails[sha]["height"]) == (1568, 784)
+    page = Page(w)
+    page.do({"type": "submit", "text": "what is it?"})
+    wait_idle(w)
+    sent = fake.requests[-1].images[0]
+    assert (sent.width, sent.height, sent.sha256) == (1568, 784, sha)

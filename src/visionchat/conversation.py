@@ -552,9 +552,17 @@ class Conversation:
         return info.max_image_edge if info is not None else None
 
     def _prepare(self, images: Sequence[object], model: str) -> list[PreparedImage]:
+        """The images as ``model`` will receive them.
+
+        An image prepared earlier (a widget attachment, a previous turn's) is used
+        as it is unless it is larger than this model takes: then it is scaled down
+        here, so what is shown as sent is what is sent.
+        """
         max_edge = self._max_edge(model)
         return [
-            img if isinstance(img, PreparedImage) else prepare_image(img, max_edge=max_edge)
+            img
+            if isinstance(img, PreparedImage) and not _too_big(img, max_edge)
+            else prepare_image(img, max_edge=max_edge)
             for img in images
         ]
 
@@ -987,7 +995,8 @@ class Conversation:
         return list(self._messages)
 
     async def _prepare_on_engine(self, images: Sequence[object], model: str) -> list[PreparedImage]:
-        if all(isinstance(i, PreparedImage) for i in images):
+        max_edge = self._max_edge(model)
+        if all(isinstance(i, PreparedImage) and not _too_big(i, max_edge) for i in images):
             return [i for i in images if isinstance(i, PreparedImage)]
         # Decoding and resizing take CPU time; keep the engine loop free for streams.
         return await asyncio.to_thread(self._prepare, images, model)
@@ -1236,6 +1245,10 @@ def _threadsafe_put(
             loop.call_soon_threadsafe(q.put_nowait, item)
 
     return put
+
+
+def _too_big(img: PreparedImage, max_edge: int | None) -> bool:
+    return max_edge is not None and max(img.width, img.height) > max_edge
 
 
 def _shows_notices() -> bool:

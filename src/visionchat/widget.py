@@ -28,7 +28,7 @@ import traitlets
 
 from .conversation import Conversation, ConversationEvent, Message
 from .errors import ImageError, VisionChatError
-from .images import PreparedImage, prepare_image
+from .images import PreparedImage
 
 __all__ = ["ChatWidget", "chat"]
 
@@ -144,11 +144,27 @@ class ChatWidget(anywidget.AnyWidget):
 
     def attach(self, *images: object) -> None:
         """Attach images to the next message (shown as previews until sent)."""
-        prepared = [img if isinstance(img, PreparedImage) else prepare_image(img) for img in images]
+        # At the chosen model's limit, so the preview shows the size that will be sent.
+        prepared = self._conv._prepare(images, self.model or self._conv.model)
         with self._lock:
             for img in prepared:
                 self._attached.setdefault(img.sha256, img)
         self._add_thumbnails(prepared)
+        self.pending = list(self._attached)
+
+    @traitlets.observe("model")
+    def _model_changed(self, change: dict[str, Any]) -> None:
+        """A model with a smaller image limit: previews shrink to what it will get."""
+        if not getattr(self, "_attached", None):
+            return
+        with self._lock:
+            old = list(self._attached.values())
+        fitted = self._conv._prepare(old, change["new"] or self._conv.model)
+        if [i.sha256 for i in fitted] == [i.sha256 for i in old]:
+            return
+        with self._lock:
+            self._attached = {img.sha256: img for img in fitted}
+        self._add_thumbnails(fitted)
         self.pending = list(self._attached)
 
     def close(self) -> None:
