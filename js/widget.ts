@@ -70,7 +70,7 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
   const transcript = new Transcript(imageUrl, () => send({ type: "retry" }));
   const progress = el("div", "visionchat-progress", { role: "status" });
   const errorBox = el("div", "visionchat-error visionchat-inline-error", { role: "alert" });
-  const previews = el("div", "visionchat-previews", { "aria-label": "Images for the next message" });
+  const previews = el("div", "visionchat-previews", { role: "group", "aria-label": "Images for the next message" });
 
   const composer = el("div", "visionchat-composer");
   const input = el("textarea", "visionchat-input", {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -81,3 +84,35 @@ def test_dark_theme(open_notebook) -> None:
     assert r + g + b < 200, bg
     nb.screenshot("widget-dark")
     nb.screenshot_of(".visionchat-root", "widget-only-dark")
+
+
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+_AXE_RUN = """async () => {
+    const r = await axe.run(document.querySelector('.visionchat-root'), {
+        runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
+    return r.violations.map(v => ({id: v.id, impact: v.impact,
+        nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ') + ': ' + n.failureSummary)}));
+}"""
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_no_accessibility_violations(open_notebook, theme: str) -> None:
+    """axe-core's WCAG 2.1 A/AA rules (labels, roles, contrast...) over the whole widget."""
+    assert AXE.exists(), "axe-core is a dev dependency of the front end: run npm install"
+    nb = open_notebook(f"a11y-{theme}.ipynb", [SETUP.format(wps=0)], theme=theme)
+    nb.run_all()
+    page = nb.page
+    nb.wait_for(".visionchat-root")
+    box = page.locator(".visionchat-input")
+    box.fill("Show the measurements as a table, with the colours")
+    box.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('.visionchat-assistant:not(.visionchat-streaming) table')",
+        timeout=30_000,
+    )
+    page.add_script_tag(path=str(AXE))
+    assert page.evaluate(_AXE_RUN) == [], json.dumps(page.evaluate(_AXE_RUN), indent=1)
+    page.locator(".visionchat-user .visionchat-thumb-open").click()  # the viewer, open
+    page.locator(".visionchat-viewer").wait_for(state="visible")
+    violations = page.evaluate(_AXE_RUN)
+    assert violations == [], json.dumps(violations, indent=1)
