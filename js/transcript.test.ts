@@ -101,6 +101,22 @@ describe("incremental streaming render", () => {
     expect(t.el.querySelector(".visionchat-streaming strong")).toBe(settledNode); // not rebuilt
     expect(t.el.querySelector(".visionchat-streaming")?.textContent).toContain("second grows");
   });
+
+  it("keeps a long answer's settled paragraphs in a short list of groups", () => {
+    const frames = manualFrames();
+    const t = new Transcript(() => null, () => {}, frames.schedule);
+    t.startTurn("a1", "m");
+    for (let i = 0; i < 500; i++) {
+      t.appendDelta("a1", `paragraph ${i}\n\n`);
+      frames.run();
+    }
+    const body = t.el.querySelector(".visionchat-streaming .visionchat-body") as HTMLElement;
+    const settled = body.firstElementChild as HTMLElement;
+    const paragraphs = settled.querySelectorAll("p");
+    expect(paragraphs).toHaveLength(500);
+    expect(paragraphs[499].textContent).toBe("paragraph 499");
+    expect(settled.children.length).toBeLessThanOrEqual(Math.ceil(1000 / 64) + 1); // p and "\n" nodes
+  });
 });
 
 describe("protocol", () => {

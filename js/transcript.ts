@@ -13,6 +13,8 @@ const defaultSchedule: Schedule = (cb) => {
   else setTimeout(cb, 16);
 };
 
+const GROUP = 64; // settled nodes per group in a streaming message
+
 interface Streaming {
   id: string;
   text: string;
@@ -113,7 +115,14 @@ export class Transcript {
       const block = document.createElement("div");
       block.innerHTML = renderMarkdown(s.text.slice(s.settledUpTo, cut));
       addCopyButtons(block);
-      s.settled.append(...Array.from(block.childNodes));
+      // Settled blocks go into groups of GROUP: the browser then re-lays-out a short
+      // list of groups per frame, not every paragraph of a long answer.
+      let group = s.settled.lastElementChild;
+      if (!group || group.childNodes.length >= GROUP) {
+        group = document.createElement("div");
+        s.settled.append(group);
+      }
+      group.append(...Array.from(block.childNodes));
       s.settledUpTo = cut;
     }
     s.tail.innerHTML = renderMarkdown(s.text.slice(s.settledUpTo));
