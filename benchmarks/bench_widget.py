@@ -152,6 +152,8 @@ def page_benchmark() -> None:
                 ],
                 "maxFrameMs": max(r["maxFrameMs"] for r in runs),
                 "totalMs": statistics.median(r["totalMs"] for r in runs),
+                "endMs": statistics.median(r["endMs"] for r in runs),
+                "fullMs": statistics.median(r["fullMs"] for r in runs),
             }
             base = page.evaluate("(c) => window.bench.naive(c)", chunks)
             browser.close()
@@ -167,6 +169,11 @@ def page_benchmark() -> None:
           "   (target: flat)")  # fmt: skip
     print(f"   longest single piece of work: visionchat {ours['maxFrameMs']:.1f} ms, "
           f"naive {base['maxFrameMs']:.1f} ms   (target: < 50 ms)")  # fmt: skip
+    print(
+        f"   turn end (streamed text kept, history applied): {ours['endMs']:.1f} ms, "
+        f"vs drawing the reply whole from markdown {ours['fullMs']:.1f} ms "
+        f"({ours['endMs'] / ours['fullMs']:.3f}x)"
+    )
     print(
         f"   total scripting: visionchat {ours['totalMs']:.0f} ms, "
         f"naive {base['totalMs']:.0f} ms ({ours['totalMs'] / base['totalMs']:.3f}x)"

@@ -7,6 +7,8 @@ interface Result {
   perChunkMs: number[]; // scripting time per chunk, one figure per tenth of the reply
   maxFrameMs: number; // the longest single piece of work
   totalMs: number;
+  endMs?: number; // turn end + settled history, after streaming
+  fullMs?: number; // the same reply rendered whole from markdown
 }
 
 function summarise(times: number[], chunksPerStep: number): Result {
@@ -34,8 +36,23 @@ function streamed(chunks: string[], perFrame: number): Result {
     void host.offsetHeight; // include layout, as the browser would before painting
     times.push(performance.now() - t0);
   }
+  // The turn ends, then the settled history arrives: both should reuse what streamed.
+  const text = chunks.join("");
+  const t1 = performance.now();
+  t.endTurn("a", { id: "a", role: "assistant", model: "bench" });
+  t.setMessages([{ id: "a", role: "assistant", text, model: "bench" }]);
+  void host.offsetHeight;
+  const endMs = performance.now() - t1;
   host.remove();
-  return summarise(times, perFrame);
+  // Baseline: the settled reply drawn from its markdown, as a fresh view does.
+  const fresh = new Transcript(() => null, () => {}, () => {});
+  document.body.append(fresh.el);
+  const t2 = performance.now();
+  fresh.setMessages([{ id: "a", role: "assistant", text, model: "bench" }]);
+  void fresh.el.offsetHeight;
+  const fullMs = performance.now() - t2;
+  fresh.el.remove();
+  return { ...summarise(times, perFrame), endMs, fullMs };
 }
 
 // Baseline: the whole message re-rendered for every chunk.

@@ -69,6 +69,36 @@ describe("Transcript", () => {
     expect(t.el.querySelector("em")?.textContent).toBe("text");
   });
 
+  it("keeps the streamed rendering at turn end and when the settled history arrives", () => {
+    const frames = manualFrames();
+    const t = new Transcript(() => null, () => {}, frames.schedule);
+    const user = { id: "u1", role: "user" as const, text: "hi" };
+    t.setMessages([user]);
+    const userEl = t.el.querySelector(".visionchat-user");
+    t.startTurn("a1", "m");
+    t.appendDelta("a1", "first **para**\n\nthe *last* one");
+    frames.run();
+    const streamedStrong = t.el.querySelector("strong");
+    const facts = { id: "a1", role: "assistant" as const, model: "m", credits: 5, error: null };
+    t.endTurn("a1", facts);
+    const answer = t.el.querySelector(".visionchat-assistant") as HTMLElement;
+    expect(answer.classList.contains("visionchat-streaming")).toBe(false);
+    expect(answer.querySelector(".visionchat-caret")).toBeNull();
+    expect(answer.querySelector("strong")).toBe(streamedStrong); // not rendered again
+    expect(answer.querySelector("em")?.textContent).toBe("last"); // the tail, settled
+    expect(answer.textContent).toContain("5 credits");
+
+    // The history trait then brings the same messages, in the kernel's field order.
+    const text = "first **para**\n\nthe *last* one";
+    t.setMessages([user, { id: "a1", role: "assistant", text, model: "m", credits: 5, error: null }]);
+    expect(t.el.querySelector(".visionchat-assistant")).toBe(answer);
+    expect(t.el.querySelector(".visionchat-user")).toBe(userEl);
+    // A message that changed is drawn anew.
+    t.setMessages([user, { id: "a1", role: "assistant", text, model: "m", credits: 6, error: null }]);
+    expect(t.el.querySelector(".visionchat-assistant")).not.toBe(answer);
+    expect(t.el.textContent).toContain("6 credits");
+  });
+
   it("sanitizes streamed model text too", () => {
     const frames = manualFrames();
     const t = new Transcript(() => null, () => {}, frames.schedule);

@@ -15,6 +15,11 @@ const defaultSchedule: Schedule = (cb) => {
 
 const GROUP = 64; // settled nodes per group in a streaming message
 
+interface Built {
+  key: string;
+  el: HTMLElement;
+}
+
 interface Streaming {
   id: string;
   text: string;
@@ -48,6 +53,7 @@ export function settleBoundary(text: string, from: number): number {
 export class Transcript {
   readonly el: HTMLElement;
   private streaming: Streaming | null = null;
+  private built = new Map<string, Built>(); // settled messages on screen, by id
   private frameQueued = false;
   renders = 0; // streaming renders done (for tests and the benchmark)
 
@@ -63,14 +69,39 @@ export class Transcript {
     this.el.setAttribute("aria-label", "Chat transcript");
   }
 
-  /** Rebuild from settled state (a new or re-opened view, or a turn that settled). */
+  /**
+   * Show settled state (a new or re-opened view, or a turn that settled). A message
+   * already on screen as it is now keeps its element: a turn's end costs the new
+   * message, not a re-render of the whole conversation's markdown.
+   */
   setMessages(messages: SettledMessage[]): void {
     const keep = this.streaming;
-    this.el.replaceChildren(...messages.map((m, i) => this.messageEl(m, i === messages.length - 1)));
+    const built = new Map<string, Built>();
+    const els = messages.map((m, i) => {
+      const key = this.keyOf(m, i === messages.length - 1);
+      const known = this.built.get(m.id);
+      const el = known && known.key === key ? known.el : this.messageEl(m, i === messages.length - 1);
+      built.set(m.id, { key, el });
+      return el;
+    });
+    this.built = built;
     if (keep && !messages.some((m) => m.id === keep.id)) {
-      this.el.append(keep.body.parentElement as HTMLElement);
+      els.push(keep.body.parentElement as HTMLElement);
     }
+    // Only what is out of place moves: a moved subtree is styled and laid out again.
+    els.forEach((el, i) => {
+      const here = this.el.children[i];
+      if (here !== el) this.el.insertBefore(el, here ?? null);
+    });
+    while (this.el.children.length > els.length) this.el.lastElementChild?.remove();
     this.scrollToEnd();
+  }
+
+  /** What a message's element depends on: its fields, its thumbnails, its Retry button. */
+  private keyOf(m: SettledMessage, last: boolean): string {
+    const fields = JSON.stringify(m, Object.keys(m).sort());
+    const thumbs = (m.images ?? []).map((sha) => (this.imageUrl(sha) ? "1" : "0")).join("");
+    return `${fields}|${thumbs}|${last && !!m.error}`;
   }
 
   startTurn(id: string, model: string): void {
@@ -110,21 +141,7 @@ export class Transcript {
     const s = this.streaming;
     if (!s || !s.dirty) return;
     s.dirty = false;
-    const cut = settleBoundary(s.text, s.settledUpTo);
-    if (cut > s.settledUpTo) {
-      const block = document.createElement("div");
-      block.innerHTML = renderMarkdown(s.text.slice(s.settledUpTo, cut));
-      addCopyButtons(block);
-      // Settled blocks go into groups of GROUP: the browser then re-lays-out a short
-      // list of groups per frame, not every paragraph of a long answer.
-      let group = s.settled.lastElementChild;
-      if (!group || group.childNodes.length >= GROUP) {
-        group = document.createElement("div");
-        s.settled.append(group);
-      }
-      group.append(...Array.from(block.childNodes));
-      s.settledUpTo = cut;
-    }
+    this.settleUpTo(s, settleBoundary(s.text, s.settledUpTo));
     s.tail.innerHTML = renderMarkdown(s.text.slice(s.settledUpTo));
     const caret = document.createElement("span");
     caret.className = "visionchat-caret";
@@ -132,6 +149,23 @@ export class Transcript {
     s.tail.append(caret);
     this.renders += 1;
     this.scrollToEnd();
+  }
+
+  /** Render `s.text` up to `cut` into the settled part, once. */
+  private settleUpTo(s: Streaming, cut: number): void {
+    if (cut <= s.settledUpTo) return;
+    const block = document.createElement("div");
+    block.innerHTML = renderMarkdown(s.text.slice(s.settledUpTo, cut));
+    addCopyButtons(block);
+    // Settled blocks go into groups of GROUP: the browser then re-lays-out a short
+    // list of groups per frame, not every paragraph of a long answer.
+    let group = s.settled.lastElementChild;
+    if (!group || group.childNodes.length >= GROUP) {
+      group = document.createElement("div");
+      s.settled.append(group);
+    }
+    group.append(...Array.from(block.childNodes));
+    s.settledUpTo = cut;
   }
 
   streamingText(): string | null {
@@ -152,7 +186,22 @@ export class Transcript {
     const settled: SettledMessage = message
       ? { ...message, text: message.text ?? s.text }
       : { id, role: "assistant", text: s.text, error: error ?? null, retryable };
-    old.replaceWith(this.messageEl(settled, true));
+    let el: HTMLElement;
+    if (settled.text === s.text) {
+      // What streamed is the answer: settle the last paragraph and finish the message
+      // where it stands. Rendering the whole reply again, or moving it in the page,
+      // would cost one long task at the end of a long answer.
+      this.settleUpTo(s, s.text.length);
+      s.tail.remove();
+      el = old;
+      el.classList.remove("visionchat-streaming");
+      el.firstElementChild?.replaceWith(this.header("assistant", settled.model));
+      el.append(...this.footer(settled, true));
+    } else {
+      el = this.messageEl(settled, true);
+      old.replaceWith(el);
+    }
+    this.built.set(id, { key: this.keyOf(settled, true), el });
   }
 
   private header(role: string, model?: string | null): HTMLElement {
@@ -185,7 +234,13 @@ export class Transcript {
     } else {
       body.textContent = m.text; // the user's own words, shown as typed
     }
-    wrap.append(body);
+    wrap.append(body, ...this.footer(m, last));
+    return wrap;
+  }
+
+  /** The facts line (stopped, credits, tokens, time) and the error with its Retry. */
+  private footer(m: SettledMessage, last: boolean): HTMLElement[] {
+    const out: HTMLElement[] = [];
     const facts: string[] = [];
     if (m.interrupted) facts.push("stopped");
     if (m.credits != null) facts.push(`${m.credits} credits`);
@@ -195,7 +250,7 @@ export class Transcript {
       const f = document.createElement("div");
       f.className = "visionchat-facts";
       f.textContent = facts.join(" · ");
-      wrap.append(f);
+      out.push(f);
     }
     if (m.error) {
       const e = document.createElement("div");
@@ -211,9 +266,9 @@ export class Transcript {
         b.addEventListener("click", () => this.onRetry());
         e.append(" ", b);
       }
-      wrap.append(e);
+      out.push(e);
     }
-    return wrap;
+    return out;
   }
 
   private scrollToEnd(): void {
