@@ -47,7 +47,7 @@ function el<K extends keyof HTMLElementTagNameMap>(
   return e;
 }
 
-// Files from the computer reach the kernel in parts (widget.py has the same numbers).
+// Files from the computer reach the kernel in parts (_uploads.py has the same numbers).
 const UPLOAD_PART_BYTES = 2 * 1024 * 1024;
 const MAX_UPLOAD_BYTES = 256 * 1024 * 1024;
 

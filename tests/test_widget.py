@@ -219,7 +219,7 @@ def test_a_file_from_the_page_arrives_in_parts_with_progress() -> None:
     assert [(m["received"], m["total"]) for m in progress] == [
         (i + 1, len(pieces)) for i in range(len(pieces))
     ]
-    assert w.error == "" and w._uploads == {}
+    assert w.error == "" and len(w._uploads) == 0
 
 
 def test_a_garbled_or_oversized_upload_is_refused_with_a_clear_error() -> None:
@@ -228,7 +228,7 @@ def test_a_garbled_or_oversized_upload_is_refused_with_a_clear_error() -> None:
     page.do({**msg, "part": 0}, [b"a" * 10])
     page.do({**msg, "part": 2}, [b"c" * 10])  # part 1 never came
     assert "g.png did not arrive whole" in w.error and "attach it again" in w.error
-    assert w.pending == [] and w._uploads == {}
+    assert w.pending == [] and len(w._uploads) == 0
     page.do({**msg, "upload": "u3", "part": 0, "parts": 10_000}, [b"x"])
     assert "too large to attach" in w.error and "visionchat.chat('path/to/file')" in w.error
     page.do({"type": "attach", "name": "notes.png", "mime": "image/png"}, [b"not an image"])
@@ -252,3 +252,17 @@ def test_previews_show_the_size_the_chosen_model_will_receive() -> None:
     wait_idle(w)
     sent = fake.requests[-1].images[0]
     assert (sent.width, sent.height, sent.sha256) == (1568, 784, sha)
+
+
+def test_an_upload_abandoned_mid_way_is_dropped_later() -> None:
+    from visionchat._uploads import STALE_SECONDS, Uploads
+
+    now = [0.0]
+    uploads = Uploads(clock=lambda: now[0])
+    assert uploads.receive("a", "a.png", 0, 3, b"1") is None  # its page went away
+    now[0] = STALE_SECONDS / 2
+    assert uploads.receive("b", "b.png", 0, 2, b"x") is None
+    assert len(uploads) == 2
+    now[0] = STALE_SECONDS + 1
+    assert uploads.receive("b", "b.png", 1, 2, b"y") == b"xy"
+    assert len(uploads) == 0  # "a" went stale; "b" is done

@@ -26,6 +26,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ._uploads import Uploads
 from .conversation import Conversation, ConversationEvent, Message
 from .errors import ImageError, VisionChatError
 from .images import PreparedImage
@@ -36,10 +37,6 @@ log = logging.getLogger(__name__)
 
 _STATIC = Path(__file__).parent / "static"
 _COALESCE_SECONDS = 0.04
-# Files from the page travel in parts: the Jupyter server closes a websocket on a
-# message over 10 MiB, which would lose the file (and the page's connection) silently.
-UPLOAD_PART_BYTES = 2 * 1024 * 1024  # the page's part size (js/widget.ts says the same)
-MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 
 
 def _bundle(name: str) -> Path | str:
@@ -122,7 +119,7 @@ class ChatWidget(anywidget.AnyWidget):
         self._conv = conv
         self._lock = threading.Lock()
         self._attached: dict[str, PreparedImage] = {}
-        self._uploads: dict[str, list[bytes]] = {}  # files arriving in parts, by upload id
+        self._uploads = Uploads()  # files from the page, arriving in parts
         self._buffer: dict[str, list[str]] = {}
         self._last_flush = 0.0
         self._timer: threading.Timer | None = None
@@ -202,34 +199,15 @@ class ChatWidget(anywidget.AnyWidget):
         name = str(content.get("name") or "the file")
         parts = int(content.get("parts") or 1)
         part = int(content.get("part") or 0)
-        if parts * UPLOAD_PART_BYTES > MAX_UPLOAD_BYTES + UPLOAD_PART_BYTES:
-            raise ImageError(
-                f"{name} is too large to attach from the page (over "
-                f"{MAX_UPLOAD_BYTES // 2**20} MB). Pass it from Python instead: "
-                "visionchat.chat('path/to/file') or conv.ask(..., 'path/to/file')."
-            )
+        whole = self._uploads.receive(str(content.get("upload") or ""), name, part, parts, chunk)
         if parts > 1:
-            upload = str(content.get("upload") or "")
-            with self._lock:
-                got = self._uploads.setdefault(upload, [])
-                if part != len(got):  # a part lost or repeated: never attach a garbled file
-                    del self._uploads[upload]
-                    raise VisionChatError(
-                        f"{name} did not arrive whole (part {part + 1} of {parts} came out of "
-                        "order); attach it again."
-                    )
-                got.append(chunk)
-                done = len(got) == parts
-                if done:
-                    del self._uploads[upload]
             self.send(
                 {"type": "attach-progress", "name": name, "received": part + 1, "total": parts}
             )
-            if not done:
-                return
-            chunk = b"".join(got)
+        if whole is None:
+            return
         try:
-            self.attach(chunk)
+            self.attach(whole)
         except ImageError as exc:
             raise ImageError(f"{name}: {exc}") from None
 
