@@ -56,7 +56,7 @@ def test_interrupting_a_cell_keeps_the_partial_answer(k: Kernel) -> None:
     assert check.stdout.split() == ["True", "True", "True", "False", "True", "True"]
     shown = "".join(notes[:-1])
     text = k.run("print(slow.messages[-1].text)").stdout.rstrip("\n")
-    assert shown == text  # what the cell shows is what was kept
+    assert shown == text, notes  # what the cell shows is what was kept
     # the conversation carries on
     again = k.run("slow.provider.words_per_second = 0\nprint(slow.retry().text.split()[-1])")
     assert again.stdout.strip() == "`Conversation`._"

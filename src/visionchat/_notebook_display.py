@@ -20,8 +20,11 @@ if the cell had displayed Markdown itself.  Imported only inside IPython.
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -50,6 +53,34 @@ def _execution_count() -> int | None:
     shell = get_ipython()
     count = getattr(shell, "execution_count", None)
     return count if isinstance(count, int) else None
+
+
+@contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Hold a Ctrl-C (kernel interrupt) until the block is done, then deliver it.
+
+    Publishing an output and remembering its handle must happen together: an
+    interrupt landing in between leaves an output on screen that this object does
+    not know, and settling the partial answer would then show it a second time.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals only reach the main thread
+        return
+    held: list[Any] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    except (ValueError, OSError):  # not allowed here (an embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            if callable(previous):
+                previous(signal.SIGINT, held[0])
+            else:
+                raise KeyboardInterrupt
 
 
 class Publisher(Protocol):
@@ -163,10 +194,11 @@ class LiveAnswer:
             self._render({"text/markdown": "".join(self._tail)})
 
     def _render(self, bundle: Bundle) -> None:
-        if self._handle is None:
-            self._handle = self._pub.new(bundle)
-        else:
-            self._pub.update(self._handle, bundle)
+        with _interrupt_after():
+            if self._handle is None:
+                self._handle = self._pub.new(bundle)
+            else:
+                self._pub.update(self._handle, bundle)
         self._rendered_len = self._tail_len
         self._last_render = self._clock()
         self.bytes_sent += sum(len(v) for v in bundle.values())
