@@ -766,3 +766,18 @@ def test_an_image_prepared_for_a_larger_limit_is_fitted_to_the_model() -> None:
     small = make_image((0, 120, 0), (300, 200))
     conv.ask("and this", small)
     assert fake.requests[-1].images[0] is small  # within the limit: used as it is
+
+
+def test_images_are_sent_at_what_the_model_keeps() -> None:
+    class CatalogLimits(FakeProvider):
+        def model_info(self, model: str) -> None:
+            return None  # the catalog's per-vendor limits apply
+
+    fake = CatalogLimits(words=3)
+    conv = Conversation(model="gpt-4o", provider=fake)
+    conv.ask("square", make_image((9, 9, 9), (2048, 2048)))
+    sent = fake.requests[-1].images[0]
+    assert (sent.width, sent.height) == (768, 768)  # OpenAI's high detail keeps 768 a side
+    conv.ask("wide", make_image((9, 9, 9), (2400, 1200)), model="claude-3-5-sonnet-20240620")
+    sent = fake.requests[-1].images[0]
+    assert sent.width <= 1568 and sent.width * sent.height <= 1_150_000  # about 1.15 MP

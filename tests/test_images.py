@@ -472,3 +472,35 @@ def test_unreachable_url() -> None:
         port = s.getsockname()[1]  # closed again: nothing listens there
     with pytest.raises(ImageError, match="could not be fetched"):
         prepare_image(f"http://127.0.0.1:{port}/x.png", timeout=2)
+
+
+def test_short_edge_and_pixel_limits_as_services_apply_them() -> None:
+    wide = Image.new("RGB", (2048, 1024), (10, 120, 200))
+    # OpenAI (high detail) keeps at most 768 px on the short side
+    openai = prepare_image(wide, max_short_edge=768)
+    assert (openai.width, openai.height) == (1536, 768)
+    # Anthropic keeps about 1.15 megapixels
+    anthropic = prepare_image(wide, max_edge=1568, max_pixels=1_150_000)
+    assert anthropic.width * anthropic.height <= 1_150_000 * 1.001
+    assert anthropic.width / anthropic.height == pytest.approx(2, rel=0.01)
+    with pytest.raises(ImageError, match="must be positive"):
+        prepare_image(wide, max_short_edge=0)
+
+
+@given(
+    w=st.integers(1, 5000),
+    h=st.integers(1, 5000),
+    edge=st.integers(16, 4096),
+    pixels=st.integers(256, 20_000_000),
+    short=st.one_of(st.none(), st.integers(16, 2048)),
+)
+def test_what_prepare_image_makes_for_some_limits_always_fits_them(
+    w: int, h: int, edge: int, pixels: int, short: int | None
+) -> None:
+    # so an image prepared for a model is never re-encoded (and re-uploaded) for it
+    from visionchat.images import _Limits, fits
+
+    limits = {"max_edge": edge, "max_pixels": pixels, "max_short_edge": short}
+    tw, th = _Limits(edge, pixels, short).target(w, h)
+    assert fits(tw, th, **limits)
+    assert fits(w, h, **limits) == ((tw, th) == (w, h))

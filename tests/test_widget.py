@@ -242,16 +242,16 @@ def test_previews_show_the_size_the_chosen_model_will_receive() -> None:
 
     fake = CatalogLimits(words=3)
     conv = Conversation(model="gpt-4o", provider=fake)
-    w = ChatWidget(conv, make_image((0, 0, 200), (3000, 1500)), model="gemini-1.5-pro")
+    w = ChatWidget(conv, make_image((0, 0, 200), (3000, 1000)), model="gemini-1.5-pro")
     assert w.thumbnails[w.pending[0]]["width"] == 3000  # Gemini takes 3072
     w.model = "claude-3-5-sonnet-20240620"  # takes 1568: the preview shrinks
     (sha,) = w.pending
-    assert (w.thumbnails[sha]["width"], w.thumbnails[sha]["height"]) == (1568, 784)
+    assert (w.thumbnails[sha]["width"], w.thumbnails[sha]["height"]) == (1568, 523)
     page = Page(w)
     page.do({"type": "submit", "text": "what is it?"})
     wait_idle(w)
     sent = fake.requests[-1].images[0]
-    assert (sent.width, sent.height, sent.sha256) == (1568, 784, sha)
+    assert (sent.width, sent.height, sent.sha256) == (1568, 523, sha)
 
 
 def test_an_upload_abandoned_mid_way_is_dropped_later() -> None:

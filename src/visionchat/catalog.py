@@ -20,6 +20,10 @@ __all__ = ["get_model", "merge", "models", "vision_models"]
 # the service anyway): OpenAI fits 2048x2048, Anthropic about 1568 px, Google
 # tiles at 768 px and accepts up to 3072, Mistral's Pixtral 1024 px.
 _EDGE = {"openai": 2048, "anthropic": 1568, "google": 3072, "mistral": 1024, "meta": 1120}
+# Beyond the long edge: Anthropic also keeps about 1.15 megapixels; OpenAI (high
+# detail) fits 2048x2048 and then brings the short side down to 768 px.
+_PIXELS = {"anthropic": 1_150_000}
+_SHORT = {"openai": 768}
 
 # (id, name, vendor, context tokens, input price, output price) per 1K tokens
 _SEED: tuple[tuple[str, str, str, int, float, float], ...] = (
@@ -52,6 +56,8 @@ _MODELS: dict[str, ModelInfo] = {
         input_price=pin,
         output_price=pout,
         max_image_edge=_EDGE[vendor],
+        max_image_pixels=_PIXELS.get(vendor),
+        max_image_short_edge=_SHORT.get(vendor),
     )
     for mid, name, vendor, ctx, pin, pout in _SEED
 }
@@ -121,6 +127,10 @@ def merge(listing: Iterable[ModelInfo]) -> list[ModelInfo]:
                 else (known.output_price if known else None),
                 max_image_edge=m.max_image_edge
                 or (known.max_image_edge if known else _EDGE.get(vendor)),
+                max_image_pixels=m.max_image_pixels
+                or (known.max_image_pixels if known else _PIXELS.get(vendor)),
+                max_image_short_edge=m.max_image_short_edge
+                or (known.max_image_short_edge if known else _SHORT.get(vendor)),
                 available=m.available,
             )
         )

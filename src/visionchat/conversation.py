@@ -29,12 +29,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from . import cost as _cost
 from .engine import Engine, get_engine
 from .errors import NotVisionCapableError, TurnCancelledError, VisionChatError
-from .images import PreparedImage, prepare_image
+from .images import PreparedImage, fits, prepare_image
 from .providers.base import (
     HistoryTurn,
     ModelInfo,
@@ -547,9 +547,16 @@ class Conversation:
 
         return await asyncio.wrap_future(self._engine.submit(fetch()))
 
-    def _max_edge(self, model: str) -> int | None:
+    def _limits(self, model: str) -> _ImageLimits:
+        """What ``model`` keeps of an image, as ``prepare_image`` takes it."""
         info = self.model_info(model)
-        return info.max_image_edge if info is not None else None
+        if info is None:
+            return {}
+        return {
+            "max_edge": info.max_image_edge,
+            "max_pixels": info.max_image_pixels,
+            "max_short_edge": info.max_image_short_edge,
+        }
 
     def _prepare(self, images: Sequence[object], model: str) -> list[PreparedImage]:
         """The images as ``model`` will receive them.
@@ -558,11 +565,11 @@ class Conversation:
         as it is unless it is larger than this model takes: then it is scaled down
         here, so what is shown as sent is what is sent.
         """
-        max_edge = self._max_edge(model)
+        limits = self._limits(model)
         return [
             img
-            if isinstance(img, PreparedImage) and not _too_big(img, max_edge)
-            else prepare_image(img, max_edge=max_edge)
+            if isinstance(img, PreparedImage) and fits(img.width, img.height, **limits)
+            else prepare_image(img, **limits)
             for img in images
         ]
 
@@ -995,8 +1002,8 @@ class Conversation:
         return list(self._messages)
 
     async def _prepare_on_engine(self, images: Sequence[object], model: str) -> list[PreparedImage]:
-        max_edge = self._max_edge(model)
-        if all(isinstance(i, PreparedImage) and not _too_big(i, max_edge) for i in images):
+        limits = self._limits(model)
+        if all(isinstance(i, PreparedImage) and fits(i.width, i.height, **limits) for i in images):
             return [i for i in images if isinstance(i, PreparedImage)]
         # Decoding and resizing take CPU time; keep the engine loop free for streams.
         return await asyncio.to_thread(self._prepare, images, model)
@@ -1247,8 +1254,10 @@ def _threadsafe_put(
     return put
 
 
-def _too_big(img: PreparedImage, max_edge: int | None) -> bool:
-    return max_edge is not None and max(img.width, img.height) > max_edge
+class _ImageLimits(TypedDict, total=False):
+    max_edge: int | None
+    max_pixels: int | None
+    max_short_edge: int | None
 
 
 def _shows_notices() -> bool:

@@ -107,6 +107,7 @@ def prepare_image(
     *,
     max_edge: int | None = None,
     max_pixels: int | None = None,
+    max_short_edge: int | None = None,
     format: str | None = None,
     quality: int = JPEG_QUALITY,
     timeout: float = URL_TIMEOUT,
@@ -114,17 +115,21 @@ def prepare_image(
 ) -> PreparedImage:
     """Convert ``obj`` into an encoded image no larger than the limits.
 
-    ``max_edge`` (default 2048) bounds the long edge and ``max_pixels`` (default
-    2048²) the area; images are never upscaled.  ``format`` forces "png",
-    "jpeg" or "webp"; by default the content decides.  URLs are fetched with
-    ``timeout`` seconds per step and at most ``max_download_bytes``.
+    ``max_edge`` (default 2048) bounds the long edge, ``max_pixels`` (default
+    2048²) the area and ``max_short_edge`` (default none) the short edge, as
+    models' services do (OpenAI keeps at most 768 px on the short side); images
+    are never upscaled.  ``format`` forces "png", "jpeg" or "webp"; by default
+    the content decides.  URLs are fetched with ``timeout`` seconds per step and
+    at most ``max_download_bytes``.
     """
     limits = _Limits(
         max_edge=max_edge or DEFAULT_MAX_EDGE,
         max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+        max_short=max_short_edge,
     )
-    if limits.max_edge < 1 or limits.max_pixels < 1:
-        raise ImageError("max_edge and max_pixels must be positive")
+    short = 1 if max_short_edge is None else max_short_edge
+    if min(limits.max_edge, limits.max_pixels, short) < 1:
+        raise ImageError("max_edge, max_pixels and max_short_edge must be positive")
     chosen = None
     if format is not None:
         chosen = _FORMATS.get(format.lower().lstrip("."))
@@ -134,20 +139,52 @@ def prepare_image(
     return _finish(img, source, original_format, limits, chosen, quality)
 
 
+def fits(
+    width: int,
+    height: int,
+    *,
+    max_edge: int | None = None,
+    max_pixels: int | None = None,
+    max_short_edge: int | None = None,
+) -> bool:
+    """Whether an image of this size is within the limits (``prepare_image`` would keep it).
+
+    What ``prepare_image`` makes for some limits always fits them, so an image
+    prepared for a model is never re-encoded (and re-uploaded) for it.
+    """
+    limits = _Limits(max_edge or DEFAULT_MAX_EDGE, max_pixels or DEFAULT_MAX_PIXELS, max_short_edge)
+    return limits.fits(width, height)
+
+
 @dataclass(frozen=True)
 class _Limits:
     max_edge: int
     max_pixels: int
+    max_short: int | None = None
+
+    def fits(self, width: int, height: int) -> bool:
+        return (
+            max(width, height) <= self.max_edge
+            and width * height <= self.max_pixels
+            and (self.max_short is None or min(width, height) <= self.max_short)
+        )
 
     def target(self, width: int, height: int) -> tuple[int, int]:
+        """The size to scale to: within every limit, aspect kept, never larger."""
+        if self.fits(width, height):
+            return width, height
         scale = min(
-            1.0,
             self.max_edge / max(width, height),
             math.sqrt(self.max_pixels / (width * height)),
+            self.max_short / min(width, height) if self.max_short else 1.0,
         )
-        if scale >= 1.0:
-            return width, height
-        return max(1, round(width * scale)), max(1, round(height * scale))
+        w, h = max(1, round(width * scale)), max(1, round(height * scale))
+        while not self.fits(w, h) and (w > 1 or h > 1):  # rounding went a pixel over
+            if w >= h:
+                w -= 1
+            else:
+                h -= 1
+        return w, h
 
 
 # -- loading: every input kind becomes a PIL image ---------------------------

@@ -122,11 +122,11 @@ def test_a_file_larger_than_a_websocket_message_arrives_in_parts(open_notebook: 
     assert len(buf.getvalue()) > 20 * 2**20
     big = ["noise.png", "image/png", base64.b64encode(buf.getvalue()).decode()]
     page.evaluate(_FIRE, [".visionchat-root", "drop", [big]])
-    previews_show(page, "2048×2048")  # downscaled in the kernel to the model's limit
+    previews_show(page, "768×768")  # downscaled in the kernel to what gpt-4o keeps
     assert page.locator(".visionchat-progress").inner_text() == ""
     assert page.locator(".visionchat-inline-error").inner_text() == ""
     ask(nb, "What is this noise?")
-    wait_answer_containing(nb, "Image 1 is 2048×2048")
+    wait_answer_containing(nb, "Image 1 is 768×768")
 
 
 def test_widget_in_notebook_7(lab: Any, browser: Any, service: Any) -> None:

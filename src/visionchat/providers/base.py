@@ -41,8 +41,11 @@ class ModelInfo:
     # Prices as published for the backend, per 1,000 tokens (the 1min.ai seed's unit).
     input_price: float | None = None
     output_price: float | None = None
-    # Longest edge, in pixels, worth sending; larger images are downscaled first.
+    # What the model keeps of an image (the service downscales the rest away), so
+    # what is worth sending: longest edge, area, and shortest edge in pixels.
     max_image_edge: int | None = None
+    max_image_pixels: int | None = None
+    max_image_short_edge: int | None = None
     available: bool = True
 
 
