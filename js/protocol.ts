@@ -40,7 +40,8 @@ export type PageMessage =
   | { type: "cancel" }
   | { type: "retry" }
   | { type: "remove-attachment"; sha: string }
-  | { type: "view-image"; sha: string }; // asks for the full image behind a thumbnail
+  | { type: "view-image"; sha: string } // asks for the full image behind a thumbnail
+  | { type: "attach-url"; url: string }; // an image dragged from a web page: the kernel fetches it
 
 export function isKernelMessage(msg: unknown): msg is KernelMessage {
   if (typeof msg !== "object" || msg === null) return false;

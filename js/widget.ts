@@ -157,7 +157,22 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
   root.addEventListener("drop", (e) => {
     e.preventDefault();
     root.classList.remove("visionchat-dragging");
-    void attachFiles(Array.from(e.dataTransfer?.files ?? []));
+    const files = Array.from(e.dataTransfer?.files ?? []);
+    if (files.length) {
+      void attachFiles(files);
+      return;
+    }
+    // An image dragged from another web page arrives as its address, not a file.
+    const url = (e.dataTransfer?.getData("text/uri-list") ?? "")
+      .split(/\r?\n/)
+      .find((line) => line && !line.startsWith("#"));
+    if (url && /^https?:\/\//i.test(url)) {
+      errorBox.textContent = "";
+      progress.textContent = "Fetching the dropped image…";
+      send({ type: "attach-url", url });
+    } else {
+      errorBox.textContent = "Nothing to attach there: drop image files, or an image from a web page.";
+    }
   });
   attach.addEventListener("click", () => fileInput.click());
   fileInput.addEventListener("change", () => {

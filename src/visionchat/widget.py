@@ -182,6 +182,12 @@ class ChatWidget(anywidget.AnyWidget):
             elif kind == "attach" and buffers:
                 self.error = ""
                 self._receive_file(content, bytes(buffers[0]))
+            elif kind == "attach-url":
+                self.error = ""
+                try:
+                    self._attach_url(str(content.get("url", "")))
+                finally:  # clears the page's "Fetching…"
+                    self.send({"type": "attach-progress", "name": "", "received": 1, "total": 1})
             elif kind == "view-image":
                 self._send_image(str(content.get("sha")))
             elif kind == "remove-attachment":
@@ -193,6 +199,15 @@ class ChatWidget(anywidget.AnyWidget):
         except Exception as exc:  # a handler must never die silently
             log.exception("visionchat widget message failed")
             self.error = f"Something went wrong in the widget: {exc}"
+
+    def _attach_url(self, url: str) -> None:
+        """An image dragged from a web page: fetched here, with a timeout and a size cap.
+
+        Only http(s): a page message must not make the kernel open local files.
+        """
+        if not url.lower().startswith(("http://", "https://")):
+            raise ImageError("Only http(s) addresses can be dropped; drop image files instead.")
+        self.attach(url)
 
     def _receive_file(self, content: dict[str, Any], chunk: bytes) -> None:
         """One part of a file from the page; the last part attaches the whole file."""

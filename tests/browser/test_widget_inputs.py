@@ -109,6 +109,54 @@ def test_paste_and_drop_images_remove_one_and_ask(open_notebook: Any) -> None:
     assert page.locator(".visionchat-user .visionchat-thumb img").count() == 1
 
 
+_DROP_LINK = """([selector, url]) => {
+    const dt = new DataTransfer();
+    if (url) dt.setData("text/uri-list", url);
+    document.querySelector(selector).dispatchEvent(
+        new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+}"""
+
+
+def test_an_image_dragged_from_a_web_page_is_fetched_by_the_kernel(open_notebook: Any) -> None:
+    import http.server
+    import threading
+
+    body = base64.b64decode(png((70, 35), (0, 160, 0)))
+
+    class Serve(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serve)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        nb = open_notebook("link.ipynb", CELLS)
+        page = nb.page
+        nb.run_cell(0)
+        nb.wait_for(".visionchat-root")
+        page.evaluate(_DROP_LINK, [".visionchat-root", ""])  # nothing usable: say so
+        page.wait_for_function(
+            "() => document.querySelector('.visionchat-inline-error').textContent"
+            ".includes('Nothing to attach')",
+            timeout=10_000,
+        )
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/green.png"
+        page.evaluate(_DROP_LINK, [".visionchat-root", url])
+        previews_show(page, "70×35")
+        assert page.locator(".visionchat-inline-error").inner_text() == ""
+        assert page.locator(".visionchat-progress").inner_text() == ""
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_a_file_larger_than_a_websocket_message_arrives_in_parts(open_notebook: Any) -> None:
     """22 MB of PNG: sent whole, the Jupyter server would drop the page's websocket
     (10 MiB message limit) and the image would vanish without a word."""
