@@ -108,7 +108,12 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
   const submit = () => {
     const text = input.value.trim();
     if (!text && model.get("pending").length === 0) return;
-    if (model.get("busy")) return;
+    if (model.get("busy")) {
+      // the text stays in the box for when the answer is done
+      errorBox.textContent = "An answer is still arriving: wait for it, or press Stop, then send.";
+      return;
+    }
+    errorBox.textContent = "";
     send({ type: "submit", text });
     input.value = "";
   };

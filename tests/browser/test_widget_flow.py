@@ -66,6 +66,11 @@ def test_stream_stop_busy_kernel_retry_and_inert_html(
     )
     assert page.locator(".visionchat-streaming").count() == 1  # still streaming
     nb.screenshot("flow-streaming")
+    # Enter while it streams: nothing is lost, and the widget says why nothing was sent.
+    ask(nb, "a question typed too early")
+    assert "still arriving" in page.locator(".visionchat-inline-error").inner_text()
+    assert page.locator(".visionchat-input").input_value() == "a question typed too early"
+    page.locator(".visionchat-input").fill("")
 
     # 2. Stop mid-stream: the partial text stays, marked as stopped.
     page.locator(".visionchat-stop").click()
