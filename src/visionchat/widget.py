@@ -8,8 +8,12 @@ ipywidgets re-sends a whole trait on every change (appending to a trait would
 cost O(n²) bytes over a reply).
 
 Handlers run on whatever thread the kernel delivers widget messages on (a
-subshell thread with ipykernel 7 and JupyterLab >= 4.4, even while a cell runs)
-and only hand work to the conversation's engine, so they return at once.
+subshell thread with ipykernel 7 and JupyterLab >= 4.4, even while a cell runs).
+Turns go to the conversation's engine, so those handlers return at once; an
+attachment is prepared (or, for an address dragged from a web page, fetched
+with a timeout and a size cap) right in the handler, so its preview or its error
+comes back in the same exchange. Files from the computer arrive in parts (see
+``_uploads``); the image behind a thumbnail is sent only when the page asks.
 """
 
 from __future__ import annotations
