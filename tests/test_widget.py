@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from image_server import serving
 from test_conversation_fakes import FakeProvider, make_image
 from visionchat.conversation import Conversation
 from visionchat.errors import APIError, NotVisionCapableError, ServerError
@@ -269,30 +270,10 @@ def test_an_upload_abandoned_mid_way_is_dropped_later() -> None:
 
 
 def test_an_image_dragged_from_a_web_page_is_fetched_by_the_kernel() -> None:
-    import http.server
-
-    png = png_bytes((200, 100, 0))
-
-    class Serve(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serve)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
+    with serving(png_bytes((200, 100, 0))) as base:
         w, page, _ = make(words=3)
-        page.do({"type": "attach-url", "url": f"http://127.0.0.1:{httpd.server_address[1]}/a.png"})
+        page.do({"type": "attach-url", "url": f"{base}/a.png"})
         assert len(w.pending) == 1 and w.thumbnails[w.pending[0]]["width"] == 40
         assert page.sent[-1]["type"] == "attach-progress"  # the page's "Fetching…" ends
         page.do({"type": "attach-url", "url": "/etc/hostname"})  # never a local file
         assert "Only http(s)" in w.error and len(w.pending) == 1
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from image_server import serving
+
 from .conftest import ARTIFACTS
 from .test_widget_flow import ask, wait_answer_containing
 
@@ -118,25 +120,7 @@ _DROP_LINK = """([selector, url]) => {
 
 
 def test_an_image_dragged_from_a_web_page_is_fetched_by_the_kernel(open_notebook: Any) -> None:
-    import http.server
-    import threading
-
-    body = base64.b64decode(png((70, 35), (0, 160, 0)))
-
-    class Serve(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serve)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
+    with serving(base64.b64decode(png((70, 35), (0, 160, 0)))) as base:
         nb = open_notebook("link.ipynb", CELLS)
         page = nb.page
         nb.run_cell(0)
@@ -147,14 +131,10 @@ def test_an_image_dragged_from_a_web_page_is_fetched_by_the_kernel(open_notebook
             ".includes('Nothing to attach')",
             timeout=10_000,
         )
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/green.png"
-        page.evaluate(_DROP_LINK, [".visionchat-root", url])
+        page.evaluate(_DROP_LINK, [".visionchat-root", f"{base}/green.png"])
         previews_show(page, "70×35")
         assert page.locator(".visionchat-inline-error").inner_text() == ""
         assert page.locator(".visionchat-progress").inner_text() == ""
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_a_file_larger_than_a_websocket_message_arrives_in_parts(open_notebook: Any) -> None:
