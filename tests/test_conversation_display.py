@@ -140,3 +140,27 @@ def test_notes_for_interrupted_and_trimmed_replies() -> None:
     live2.abort(Reply(text="some text", model="m", message_id="x"), KeyboardInterrupt())
     assert rec2.outputs[0]["text/markdown"] == "some text"
     assert "conv.last_reply" in rec2.outputs[-1]["text/markdown"]
+
+
+def test_an_interrupt_while_publishing_arrives_after_the_output_is_kept() -> None:
+    import os
+    import signal
+    import time
+
+    from visionchat._notebook_display import _interrupt_after
+
+    reached_end = False
+    with pytest.raises(KeyboardInterrupt), _interrupt_after():
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of publishing
+        time.sleep(0.05)  # the handler runs here; no KeyboardInterrupt yet
+        reached_end = True
+    assert reached_end
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _interrupt_after():  # an ignored Ctrl-C stays ignored
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGINT, previous)

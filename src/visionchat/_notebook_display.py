@@ -66,9 +66,13 @@ def _interrupt_after() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # signals only reach the main thread
         return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None or previous is signal.SIG_IGN:
+        yield  # a handler set outside Python cannot be restored; an ignored one needs nothing
+        return
     held: list[Any] = []
     try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+        signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
     except (ValueError, OSError):  # not allowed here (an embedded interpreter)
         yield
         return
@@ -79,7 +83,7 @@ def _interrupt_after() -> Iterator[None]:
         if held:
             if callable(previous):
                 previous(signal.SIGINT, held[0])
-            else:
+            else:  # SIG_DFL: what Python does by default
                 raise KeyboardInterrupt
 
 
