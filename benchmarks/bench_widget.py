@@ -123,6 +123,31 @@ def bytes_benchmark() -> None:
     print(f"   visionchat / naive: {ours / base:.4f}x   (target: <= 1.5x the reply + a constant)")
 
 
+def conversation_benchmark(turns: int = 40) -> None:
+    """Settled-state bytes over a long conversation: split history vs whole per turn."""
+    import gzip
+
+    chunks = reply_chunks(40, 1_500)
+    conv = Conversation(model="bench", provider=PacedProvider(chunks, 0.0))
+    widget = ChatWidget(conv)
+    ours = whole = 0
+    last_earlier = widget.history
+    for i in range(turns):
+        conv.ask(f"question {i}", show=False)
+        if widget.history is not last_earlier:  # re-sent only when it changed
+            ours += len(widget.history)
+            last_earlier = widget.history
+        ours += len(widget.history_recent)
+        payload = json.dumps(widget.messages, separators=(",", ":")).encode()
+        whole += len(gzip.compress(payload, compresslevel=6, mtime=0))
+    print(
+        f"\n3. settled transcript bytes to the page over {turns} turns of 1,500-character replies"
+    )
+    print(f"   visionchat (earlier + recent parts)   {ours:>10,} bytes")
+    print(f"   whole history re-sent every turn      {whole:>10,} bytes")
+    print(f"   visionchat / whole: {ours / whole:.3f}x")
+
+
 def page_benchmark() -> None:
     from playwright.sync_api import sync_playwright
 
@@ -182,6 +207,8 @@ def page_benchmark() -> None:
 
 def main() -> None:
     bytes_benchmark()
+    for turns in (20, 100):
+        conversation_benchmark(turns)
     page_benchmark()
 
 

@@ -22,7 +22,8 @@ export interface ModelChoice {
 }
 
 export interface WidgetTraits {
-  history: DataView; // gzip-compressed JSON of SettledMessage[]
+  history: DataView; // gzip-compressed JSON of the earlier SettledMessage[]
+  history_recent: DataView; // ... and of the last few, which follow them
   thumbnails: Record<string, Thumbnail>;
   pending: string[];
   model: string;
@@ -200,9 +201,12 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
   const drawMessages = () => transcript.setMessages(messages);
   const loadHistory = async () => {
     const mine = ++generation;
-    const loaded = await inflateHistory(model.get("history"));
+    const [earlier, recent] = await Promise.all([
+      inflateHistory(model.get("history")),
+      inflateHistory(model.get("history_recent")),
+    ]);
     if (mine !== generation) return; // a newer history arrived meanwhile
-    messages = loaded;
+    messages = [...earlier, ...recent];
     drawMessages();
   };
   const drawPreviews = () => {
@@ -287,6 +291,7 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
     handlers.push([event, fn]);
   };
   on("change:history", () => void loadHistory());
+  on("change:history_recent", () => void loadHistory());
   on("change:thumbnails", () => {
     drawMessages();
     drawPreviews();

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import threading
 from typing import Any
@@ -169,7 +170,7 @@ def test_state_never_carries_the_api_key() -> None:
     page = Page(w)
     conv.ask("hi", show=False)
     state = w.get_state()
-    history = gzip.decompress(w.history).decode()
+    history = gzip.decompress(w.history).decode() + gzip.decompress(w.history_recent).decode()
     assert "hi" in history  # the settled turn is there, readable once decompressed
     text = json.dumps({k: v for k, v in state.items() if k != "thumbnails"}, default=str)
     text += history
@@ -277,3 +278,27 @@ def test_an_image_dragged_from_a_web_page_is_fetched_by_the_kernel() -> None:
         assert page.sent[-1]["type"] == "attach-progress"  # the page's "Fetching…" ends
         page.do({"type": "attach-url", "url": "/etc/hostname"})  # never a local file
         assert "Only http(s)" in w.error and len(w.pending) == 1
+
+
+def test_a_long_conversation_is_not_re_sent_whole_each_turn() -> None:
+    w, _, _ = make(words=40)
+    sizes: list[tuple[int, int]] = []
+    for i in range(40):
+        w.conversation.ask(f"question {i}", show=False)
+        sizes.append((len(w.history), len(w.history_recent)))
+
+    def messages(blob: bytes) -> list[dict[str, Any]]:
+        return json.loads(gzip.decompress(blob)) if blob else []
+
+    both = messages(w.history) + messages(w.history_recent)
+    assert both == w.messages and len(both) == 80  # together: every settled message, in order
+    assert len(messages(w.history_recent)) <= 24
+    # the earlier part changed only when recent messages moved into it
+    changes = sum(1 for a, b in itertools.pairwise(sizes) if a[0] != b[0])
+    assert 1 <= changes <= 80 // 16 + 1
+    # an undo reaching into the earlier part rewrites it, and the two still add up
+    for _ in range(15):
+        w.conversation.undo()
+    w._sync_messages()
+    both = messages(w.history) + messages(w.history_recent)
+    assert both == w.messages and len(both) == 50

@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 _STATIC = Path(__file__).parent / "static"
 _COALESCE_SECONDS = 0.04
+# Settled messages in `history_recent` before they move into `history`, and how
+# many stay recent after a move: the earlier part is re-sent once per ~16 messages.
+_RECENT_MAX = 24
+_RECENT_MIN = 8
 
 
 def _bundle(name: str) -> Path | str:
@@ -96,11 +100,15 @@ class ChatWidget(anywidget.AnyWidget):
     _esm = _bundle("widget.js")
     _css = _bundle("widget.css")
 
-    # Settled messages: readable here, and sent to the page as one gzip-compressed
-    # binary buffer (`history`), written once per turn: the text of a reply has
-    # already streamed to the page, so its settled copy should cost little.
+    # Settled messages: readable here, and sent to the page as gzip-compressed JSON
+    # in two binary buffers written once per turn: `history` holds the earlier
+    # messages and is re-sent only when they change or every few turns, when the
+    # recent ones move into it; `history_recent` holds the last few. The text of a
+    # reply has already streamed to the page, so its settled copy should cost
+    # little, and a long conversation should not be re-sent whole on every turn.
     messages = traitlets.List(traitlets.Dict())
     history = traitlets.Bytes(b"").tag(sync=True)
+    history_recent = traitlets.Bytes(b"").tag(sync=True)
     thumbnails = traitlets.Dict().tag(sync=True)
     pending = traitlets.List(traitlets.Unicode()).tag(sync=True)
     model = traitlets.Unicode("").tag(sync=True)
@@ -124,6 +132,7 @@ class ChatWidget(anywidget.AnyWidget):
         self._lock = threading.Lock()
         self._attached: dict[str, PreparedImage] = {}
         self._uploads = Uploads()  # files from the page, arriving in parts
+        self._earlier: list[dict[str, Any]] = []  # the messages `history` holds
         self._buffer: dict[str, list[str]] = {}
         self._last_flush = 0.0
         self._timer: threading.Timer | None = None
@@ -359,14 +368,28 @@ class ChatWidget(anywidget.AnyWidget):
     def _sync_messages(self) -> None:
         settled = [m for m in self._conv.messages if not m.streaming]
         self._add_thumbnails([img for m in settled for img in m.images])
-        self.messages = [_settled(m) for m in settled]
-        payload = json.dumps(self.messages, separators=(",", ":")).encode()
-        self.history = gzip.compress(payload, compresslevel=6, mtime=0)
+        dicts = [_settled(m) for m in settled]
+        self.messages = dicts
+        earlier = self._earlier
+        if dicts[: len(earlier)] != earlier:  # undo, fork, retry or reload touched them
+            earlier = []
+        if len(dicts) - len(earlier) > _RECENT_MAX:
+            earlier = dicts[: len(dicts) - _RECENT_MIN]
+        with self.hold_sync():  # both parts reach the page in one update
+            if earlier is not self._earlier:
+                self._earlier = earlier
+                self.history = _gzip_json(earlier)
+            self.history_recent = _gzip_json(dicts[len(earlier) :])
 
     def _add_thumbnails(self, images: Sequence[PreparedImage]) -> None:
         new = {img.sha256: _thumb(img) for img in images if img.sha256 not in self.thumbnails}
         if new:
             self.thumbnails = {**self.thumbnails, **new}
+
+
+def _gzip_json(value: Any) -> bytes:
+    payload = json.dumps(value, separators=(",", ":")).encode()
+    return gzip.compress(payload, compresslevel=6, mtime=0)
 
 
 def _new_conversation(model: str | None) -> Conversation:

@@ -116,3 +116,37 @@ def test_no_accessibility_violations(open_notebook, theme: str) -> None:
     page.locator(".visionchat-viewer").wait_for(state="visible")
     violations = page.evaluate(_AXE_RUN)
     assert violations == [], json.dumps(violations, indent=1)
+
+
+def test_a_long_conversation_shows_whole_and_in_order(open_notebook) -> None:
+    """Its settled messages travel in two parts (earlier and recent); the page joins them."""
+    cell = (
+        "import visionchat\n"
+        "from visionchat.providers.offline import OfflineProvider\n"
+        "conv = visionchat.Conversation(provider=OfflineProvider(words_per_second=0))\n"
+        "for i in range(15):\n"
+        "    conv.ask(f'question {i}', show=False)\n"
+        "w = visionchat.chat(conversation=conv)\n"
+        "assert w.history and w.history_recent\n"
+        "w"
+    )
+    nb = open_notebook("long.ipynb", [cell])
+    nb.run_all()
+    page = nb.page
+    nb.wait_for(".visionchat-root")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.visionchat-transcript .visionchat-msg').length === 30",
+        timeout=30_000,
+    )
+    users = page.locator(".visionchat-user .visionchat-body").all_inner_texts()
+    assert users == [f"question {i}" for i in range(15)]
+    # one more turn from the page lands after them
+    box = page.locator(".visionchat-input")
+    box.fill("question 15")
+    box.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.visionchat-transcript .visionchat-msg').length === 32",
+        timeout=30_000,
+    )
+    users = page.locator(".visionchat-user .visionchat-body").all_inner_texts()
+    assert users[-1] == "question 15" and len(users) == 16
