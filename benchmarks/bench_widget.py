@@ -207,9 +207,9 @@ def page_benchmark() -> None:
 
 def main() -> None:
     bytes_benchmark()
+    page_benchmark()
     for turns in (20, 100):
         conversation_benchmark(turns)
-    page_benchmark()
 
 
 if __name__ == "__main__":
