@@ -54,7 +54,7 @@ export function isKernelMessage(msg: unknown): msg is KernelMessage {
 }
 
 /** Binary widget data arrives as a DataView (or a buffer in tests): view it as bytes. */
-export function asBytes(d: DataView | ArrayBuffer | Uint8Array): Uint8Array {
+function asBytes(d: DataView | ArrayBuffer | Uint8Array): Uint8Array {
   if (d instanceof DataView) return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
   return d instanceof ArrayBuffer ? new Uint8Array(d) : d;
 }

@@ -38,7 +38,7 @@ describe("ImageViewer", () => {
     expect(caption.textContent).toContain("loading");
     expect(document.activeElement?.className).toBe("visionchat-viewer-close");
 
-    viewer.receive("abc", new Uint8Array(3000), "image/jpeg", 1200, 900);
+    viewer.receive("abc", { data: new Uint8Array(3000), mime: "image/jpeg", width: 1200, height: 900 });
     expect(img.src).toMatch(/^blob:test\//);
     expect(caption.textContent).toBe("1200×900 px as sent · JPEG, 3 KB");
   });
@@ -46,7 +46,7 @@ describe("ImageViewer", () => {
   it("closes on Escape and on the backdrop, returning focus; asks the kernel once", () => {
     const { viewer, requested, button } = setUp();
     button.click();
-    viewer.receive("abc", new Uint8Array(10), "image/png", 1200, 900);
+    viewer.receive("abc", { data: new Uint8Array(10), mime: "image/png", width: 1200, height: 900 });
     viewer.el.querySelector(".visionchat-viewer-close")?.dispatchEvent(
       new KeyboardEvent("keydown", { key: "Escape", bubbles: true }),
     );
@@ -62,7 +62,7 @@ describe("ImageViewer", () => {
   it("says so when the kernel no longer has the image, and ignores a late answer for another", () => {
     const { viewer, button, img, caption } = setUp();
     button.click();
-    viewer.receive("other", new Uint8Array(10), "image/png", 10, 10);
+    viewer.receive("other", { data: new Uint8Array(10), mime: "image/png", width: 10, height: 10 });
     expect(img.src).toBe("blob:thumb");
     viewer.missing("abc");
     expect(caption.textContent).toContain("Only the preview");

@@ -2,6 +2,8 @@
 // (≤ 256 px); the image as it was sent is asked of the kernel only when someone
 // opens it, shown over the thumbnail meanwhile, and kept for the next time.
 
+import { toBlobUrl, type Thumbnail } from "./protocol";
+
 export interface ViewRequest {
   sha: string;
   url: string; // the thumbnail, shown until the full image arrives
@@ -60,10 +62,6 @@ export class ImageViewer {
     });
   }
 
-  get openSha(): string | null {
-    return this.current;
-  }
-
   open(view: ViewRequest, from: HTMLElement | null = null): void {
     this.current = view.sha;
     this.returnFocus = from;
@@ -77,11 +75,11 @@ export class ImageViewer {
   }
 
   /** The kernel sent the image: show it if it is still the one open. */
-  receive(sha: string, bytes: Uint8Array, mime: string, width: number, height: number): void {
+  receive(sha: string, image: Thumbnail): void {
     let known = this.full.get(sha);
     if (!known) {
-      const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: mime }));
-      known = { url, caption: describe(width, height, mime, bytes.byteLength) };
+      const caption = describe(image.width, image.height, image.mime, image.data.byteLength);
+      known = { url: toBlobUrl(image), caption };
       this.full.set(sha, known);
     }
     if (this.current === sha) {

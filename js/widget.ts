@@ -5,7 +5,6 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import "./widget.css";
 import {
-  asBytes,
   inflateHistory,
   isKernelMessage,
   toBlobUrl,
@@ -269,7 +268,7 @@ export function render({ model, el: host }: RenderProps<WidgetTraits>): () => vo
         break;
       case "image":
         if (buffers && buffers.length) {
-          viewer.receive(msg.sha, asBytes(buffers[0]), msg.mime, msg.width, msg.height);
+          viewer.receive(msg.sha, { data: buffers[0], mime: msg.mime, width: msg.width, height: msg.height });
         }
         break;
       case "image-missing":
