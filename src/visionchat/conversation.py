@@ -565,13 +565,7 @@ class Conversation:
         as it is unless it is larger than this model takes: then it is scaled down
         here, so what is shown as sent is what is sent.
         """
-        limits = self._limits(model)
-        return [
-            img
-            if isinstance(img, PreparedImage) and fits(img.width, img.height, **limits)
-            else prepare_image(img, **limits)
-            for img in images
-        ]
+        return _fit(images, self._limits(model))
 
     def estimate(self, prompt: str, *images: object, model: str | None = None) -> _cost.Estimate:
         """Estimated input tokens and price of asking this now (history included)."""
@@ -1006,7 +1000,7 @@ class Conversation:
         if all(isinstance(i, PreparedImage) and fits(i.width, i.height, **limits) for i in images):
             return [i for i in images if isinstance(i, PreparedImage)]
         # Decoding and resizing take CPU time; keep the engine loop free for streams.
-        return await asyncio.to_thread(self._prepare, images, model)
+        return await asyncio.to_thread(_fit, images, limits)
 
     def _settle(self, turn: _Turn, answer: Message, started: float) -> None:
         turn.flush()  # the caller gets every delta before the turn's result
@@ -1258,6 +1252,15 @@ class _ImageLimits(TypedDict, total=False):
     max_edge: int | None
     max_pixels: int | None
     max_short_edge: int | None
+
+
+def _fit(images: Sequence[object], limits: _ImageLimits) -> list[PreparedImage]:
+    return [
+        img
+        if isinstance(img, PreparedImage) and fits(img.width, img.height, **limits)
+        else prepare_image(img, **limits)
+        for img in images
+    ]
 
 
 def _shows_notices() -> bool:

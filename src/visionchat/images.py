@@ -122,14 +122,7 @@ def prepare_image(
     the content decides.  URLs are fetched with ``timeout`` seconds per step and
     at most ``max_download_bytes``.
     """
-    limits = _Limits(
-        max_edge=max_edge or DEFAULT_MAX_EDGE,
-        max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
-        max_short=max_short_edge,
-    )
-    short = 1 if max_short_edge is None else max_short_edge
-    if min(limits.max_edge, limits.max_pixels, short) < 1:
-        raise ImageError("max_edge, max_pixels and max_short_edge must be positive")
+    limits = _Limits.of(max_edge, max_pixels, max_short_edge)
     chosen = None
     if format is not None:
         chosen = _FORMATS.get(format.lower().lstrip("."))
@@ -152,8 +145,7 @@ def fits(
     What ``prepare_image`` makes for some limits always fits them, so an image
     prepared for a model is never re-encoded (and re-uploaded) for it.
     """
-    limits = _Limits(max_edge or DEFAULT_MAX_EDGE, max_pixels or DEFAULT_MAX_PIXELS, max_short_edge)
-    return limits.fits(width, height)
+    return _Limits.of(max_edge, max_pixels, max_short_edge).fits(width, height)
 
 
 @dataclass(frozen=True)
@@ -161,6 +153,14 @@ class _Limits:
     max_edge: int
     max_pixels: int
     max_short: int | None = None
+
+    @classmethod
+    def of(cls, max_edge: int | None, max_pixels: int | None, max_short: int | None) -> _Limits:
+        """The limits as the public calls take them: None (or 0) for the defaults."""
+        limits = cls(max_edge or DEFAULT_MAX_EDGE, max_pixels or DEFAULT_MAX_PIXELS, max_short)
+        if min(limits.max_edge, limits.max_pixels, 1 if max_short is None else max_short) < 1:
+            raise ImageError("max_edge, max_pixels and max_short_edge must be positive")
+        return limits
 
     def fits(self, width: int, height: int) -> bool:
         return (
