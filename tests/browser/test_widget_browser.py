@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from .test_widget_flow import ask
+
 pytestmark = pytest.mark.browser
 
 SETUP = """
@@ -28,9 +30,7 @@ def test_widget_renders_and_answers_a_question(open_notebook) -> None:
     # the attached image shows as a preview with the size actually sent
     page.locator(".visionchat-previews .visionchat-thumb img").wait_for()
     assert "320×200" in page.locator(".visionchat-previews").inner_text()
-    box = page.locator(".visionchat-input")
-    box.fill("What colour is this? Show the measurements as a table.")
-    box.press("Enter")
+    ask(nb, "What colour is this? Show the measurements as a table.")
     answer = page.locator(".visionchat-assistant .visionchat-body").last
     answer.wait_for()
     page.wait_for_function(
@@ -71,9 +71,7 @@ def test_dark_theme(open_notebook) -> None:
     nb = open_notebook("dark.ipynb", [SETUP.format(wps=0)], theme="dark")
     nb.run_all()
     nb.wait_for(".visionchat-root")
-    box = nb.page.locator(".visionchat-input")
-    box.fill("describe")
-    box.press("Enter")
+    ask(nb, "describe")
     nb.page.locator(".visionchat-assistant").first.wait_for(timeout=30_000)
     nb.page.wait_for_timeout(300)
     bg = nb.page.evaluate(
@@ -103,9 +101,7 @@ def test_no_accessibility_violations(open_notebook, theme: str) -> None:
     nb.run_all()
     page = nb.page
     nb.wait_for(".visionchat-root")
-    box = page.locator(".visionchat-input")
-    box.fill("Show the measurements as a table, with the colours")
-    box.press("Enter")
+    ask(nb, "Show the measurements as a table, with the colours")
     page.wait_for_function(
         "() => document.querySelector('.visionchat-assistant:not(.visionchat-streaming) table')",
         timeout=30_000,
@@ -141,9 +137,7 @@ def test_a_long_conversation_shows_whole_and_in_order(open_notebook) -> None:
     users = page.locator(".visionchat-user .visionchat-body").all_inner_texts()
     assert users == [f"question {i}" for i in range(15)]
     # one more turn from the page lands after them
-    box = page.locator(".visionchat-input")
-    box.fill("question 15")
-    box.press("Enter")
+    ask(nb, "question 15")
     page.wait_for_function(
         "() => document.querySelectorAll('.visionchat-transcript .visionchat-msg').length === 32",
         timeout=30_000,
