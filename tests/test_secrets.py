@@ -1,24 +1,80 @@
-"""The API key stays in the kernel, and in the kernel out of sight: the Secret type.
+"""The API key stays in the kernel, and in the kernel out of sight.
 
-The key is looked for where a person or a tool could come across it: reprs, and
-the objects reachable through ``vars()`` and ``__slots__`` (what a debugger's
-variable view or JupyterLab's variable inspector walks), and pickles.
+For every backend a conversation runs real turns (over loopback HTTP to the
+emulator where there is a network), failed turns, a turn typed in the widget,
+a save and both exports, with every logger at DEBUG; then the key is looked for
+everywhere a person or a tool could come across it: reprs, the objects reachable
+through ``vars()`` and ``__slots__`` (what a debugger's variable view or
+JupyterLab's variable inspector walks), pickles, files, exports, log records,
+exception texts and the widget's state and messages.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import gzip
+import json
+import logging
 import pickle
 import traceback
 import types
 from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from test_conversation_fakes import FakeProvider, make_image
+from test_widget import Page, wait_idle
 from visionchat._secret import Secret
+from visionchat.conversation import Conversation
+from visionchat.errors import APIError, ServerError
+from visionchat.providers.oneminai import OneMinAIProvider
+from visionchat.providers.openai import OpenAIProvider
+from visionchat.testing import Emulator
+from visionchat.widget import ChatWidget
 
 KEY = "sk-vc-SECRET-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+RED = make_image((220, 20, 20), (64, 48))
+BLUE = make_image((20, 20, 220), (80, 60))
+HTTP_BACKENDS = ("1min", "1min-legacy", "1min-env", "openai")
+BACKENDS = (*HTTP_BACKENDS, "offline", "custom")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Emulator]:
+    with Emulator(api_key=KEY) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(server: Emulator) -> Emulator:
+    server.reset()
+    server.chunk_delay = 0.0
+    return server
+
+
+def conversation(backend: str, emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Conversation:
+    for var in ("ONEMIN_API_KEY", "ONE_MIN_AI_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    if backend == "1min":
+        return Conversation("gpt-4o", provider="1min", api_key=KEY, base_url=emu.base_url)
+    if backend == "1min-legacy":
+        return Conversation(
+            "gpt-4o", provider="1min", api_key=KEY, base_url=emu.base_url, api="legacy"
+        )
+    if backend == "1min-env":
+        monkeypatch.setenv("ONEMIN_API_KEY", KEY)
+        monkeypatch.setenv("ONEMIN_BASE_URL", emu.base_url)
+        return Conversation("gpt-4o")
+    if backend == "openai":
+        return Conversation("gpt-4o", provider="openai", api_key=KEY, base_url=emu.base_url + "/v1")
+    if backend == "offline":
+        monkeypatch.setenv("VISIONCHAT_OFFLINE_WPS", "0")
+        return Conversation(provider="offline", api_key=KEY)
+    return Conversation("gpt-4o", provider=FakeProvider(keeps_history=True), api_key=KEY)
 
 
 # -- looking for the key ---------------------------------------------------------
@@ -82,6 +138,110 @@ def exception_texts(exc: BaseException) -> str:
     return f"{exc}\n{exc!r}\n" + "".join(traceback.format_exception(exc))
 
 
+def pickle_outcome(obj: object) -> str:
+    """The pickle's bytes when it pickles, the error's text when it refuses."""
+    try:
+        return repr(pickle.dumps(obj))
+    except Exception as exc:
+        return exception_texts(exc)
+
+
+# -- the whole journey, per backend -------------------------------------------------
+
+
+def run_everything(
+    backend: str, emu: Emulator, conv: Conversation, tmp_path: Path
+) -> tuple[dict[str, str], list[object]]:
+    """Every path a key could leak through; returns (surface name -> text, objects)."""
+    widget = ChatWidget(conv)
+    page = Page(widget)
+    surfaces: dict[str, str] = {}
+    errors: list[BaseException] = []
+    model = conv.model
+
+    reply = conv.ask("what is this?", RED, show=False)
+    assert reply.text and reply.error is None
+    page.do({"type": "submit", "text": "and from the page?"})
+    wait_idle(widget)
+    assert conv.messages[-1].text and conv.messages[-1].error is None
+
+    # Failed turns: the key rejected (401, never retried) and a stream that errs.
+    if backend in HTTP_BACKENDS:
+        faults: list[dict[str, Any]] = [
+            {"kind": "status", "status": 401, "body": {"error": {"message": "Invalid API key"}}},
+            # the legacy API streams raw text, with no way to say "error": it breaks off
+            {"kind": "cut" if backend == "1min-legacy" else "error_event", "after_chunks": 1},
+        ]
+        for fault in faults:  # one at a time: a request takes every fault queued for it
+            emu.add_fault(**fault)
+            with pytest.raises(APIError) as info:
+                conv.ask("will this fail?", BLUE, show=False)
+            errors.append(info.value)
+        assert "API key" in str(errors[0])
+    elif backend == "custom":
+        fake = conv.provider
+        assert isinstance(fake, FakeProvider)
+        fake.fail_after, fake.fail_with = 2, ServerError("The server failed; try again.")
+        with pytest.raises(ServerError) as failed:
+            conv.ask("fails", BLUE, show=False)
+        errors.append(failed.value)
+        fake.fail_after = None
+    assert conv.model == model
+
+    branch = conv.fork()
+    twin = branch.fork()
+    twin.ask("in the fork of the fork", show=False)  # forks keep working with the key
+
+    surfaces["repr/str"] = "\n".join(
+        f"{x!r}\n{x!s}"
+        for x in (conv, conv.provider, reply, branch, twin, widget, conv.cost(), *conv.messages)
+    )
+    surfaces["reply markdown"] = reply._repr_markdown_()
+    surfaces["cost html"] = conv.cost()._repr_html_()
+    surfaces["exceptions"] = "\n".join(exception_texts(e) for e in errors)
+    surfaces["messages' errors"] = "\n".join(m.error or "" for m in conv.messages)
+    surfaces["saved file"] = repr(conv.save(tmp_path / "chat.json").read_bytes())
+    surfaces["saved copy"] = repr(twin.save(tmp_path / "twin.json").read_bytes())
+    surfaces["html export"] = conv.to_html()
+    surfaces["markdown export"] = conv.to_markdown(images="full")
+    for name, obj in (("conversation", conv), ("provider", conv.provider), ("reply", reply)):
+        surfaces[f"pickle of the {name}"] = pickle_outcome(obj)
+    surfaces["pickle of the messages"] = pickle_outcome(conv.messages)
+    state = widget.get_state()
+    surfaces["widget state"] = json.dumps(state, default=repr)
+    surfaces["widget history"] = "".join(
+        gzip.decompress(b).decode() for b in (widget.history, widget.history_recent) if b
+    )
+    surfaces["page messages"] = json.dumps(page.sent, default=repr) + repr(page.buffers)
+    return surfaces, [conv, branch, twin, widget, reply, *errors]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_key_is_nowhere_to_be_seen(
+    backend: str,
+    emu: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    conv = conversation(backend, emu, monkeypatch)
+    surfaces, objects = run_everything(backend, emu, conv, tmp_path)
+    if backend in HTTP_BACKENDS:
+        assert any(r.name.startswith(("httpx", "httpcore")) for r in caplog.records)
+    surfaces["log records"] = caplog.text + "\n".join(
+        f"{r.getMessage()} {r.args!r} {r.__dict__!r}" for r in caplog.records
+    )
+    leaked = sorted(name for name, text in surfaces.items() if KEY in text)
+    assert leaked == []
+    paths, reached = leaks_in_graph(*objects)
+    assert paths == [], "the key is reachable at:\n" + "\n".join(paths)
+    assert {"Engine", "Secret" if backend != "offline" else "OfflineProvider"} <= reached
+    if backend in HTTP_BACKENDS:  # where httpx keeps default headers and connections
+        assert {"AsyncClient", "Headers", "AsyncConnectionPool"} <= reached
+    conv.ask("still works after all that", show=False)
+
+
 # -- the Secret type itself -------------------------------------------------------
 
 
@@ -113,6 +273,14 @@ def test_the_walk_finds_a_key_kept_the_old_way() -> None:
         "root0['remove'].<closure>.__dict__['provider'].__dict__['_Provider__key']",
         "root0['remove'].<closure>.__dict__['provider'].__dict__['client_headers'][0][1]",
     ]
+
+
+def test_a_provider_takes_a_secret_as_its_key(emu: Emulator) -> None:
+    for provider in (
+        OneMinAIProvider(Secret(KEY), base_url=emu.base_url),
+        OpenAIProvider(Secret(KEY), base_url=emu.base_url + "/v1"),
+    ):
+        assert Conversation("gpt-4o", provider=provider).ask("hi", show=False).text
 
 
 def test_a_secret_refuses_pickling_but_copies_in_process() -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from . import cost as _cost
+from ._secret import Secret
 from .engine import Engine, get_engine
 from .errors import NotVisionCapableError, TurnCancelledError, VisionChatError
 from .images import PreparedImage, fits, prepare_image
@@ -202,17 +203,18 @@ def resolve_provider(
     api_key: str | None = None,
     base_url: str | None = None,
     api: str = "current",
-) -> tuple[Provider, str | None]:
+) -> tuple[Provider, Secret | None]:
     """Build the backend a conversation talks to; returns it and the key it uses.
 
     With no ``provider``: ``ONEMIN_API_KEY`` (or ``ONE_MIN_AI_API_KEY``) selects
     1min.ai, ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` the OpenAI-compatible
     backend, an explicit ``api_key`` 1min.ai, and otherwise the offline demo
     model (with a one-line notice, so nobody mistakes it for a real model).
-    Provider modules are imported only when chosen.
+    Provider modules are imported only when chosen.  The key comes back as a
+    ``Secret``: the clear string goes into the provider and nowhere else.
     """
     if provider is not None and not isinstance(provider, str):
-        return provider, api_key
+        return provider, Secret.of(api_key)
     if provider is None:
         if _env("ONEMIN_API_KEY", "ONE_MIN_AI_API_KEY"):
             name = "1min"
@@ -237,12 +239,13 @@ def resolve_provider(
         kwargs: dict[str, Any] = {"api": api}
         if base_url is not None:
             kwargs["base_url"] = base_url
-        return OneMinAIProvider(key, **kwargs), key
+        return OneMinAIProvider(key, **kwargs), Secret.of(key)
     if name == "openai":
         OpenAIProvider = _provider_class("openai", "OpenAIProvider")
         key = api_key or _env("OPENAI_API_KEY")
         url = base_url or _env("OPENAI_BASE_URL")
-        return (OpenAIProvider(key, base_url=url) if url else OpenAIProvider(key)), key
+        made = OpenAIProvider(key, base_url=url) if url else OpenAIProvider(key)
+        return made, Secret.of(key)
     OfflineProvider = _provider_class("offline", "OfflineProvider")
     return OfflineProvider(), None
 
@@ -382,8 +385,8 @@ class Conversation:
     """A conversation with a vision model; see the package README for a tour.
 
     ``provider`` is ``"1min"``, ``"openai"``, ``"offline"``, a Provider instance
-    or ``None`` (chosen from the environment).  The API key stays a Python
-    attribute of the provider: it is never shown, saved or exported.
+    or ``None`` (chosen from the environment).  The API key stays in the
+    provider as a masked ``Secret``: it is never shown, saved or exported.
     """
 
     def __init__(
@@ -397,9 +400,9 @@ class Conversation:
         prov, key = resolve_provider(provider, api_key=api_key, base_url=base_url, api=api)
         self._setup(prov, key, model or _default_model(prov))
 
-    def _setup(self, provider: Provider, key: str | None, model: str) -> None:
+    def _setup(self, provider: Provider, key: Secret | None, model: str) -> None:
         self._provider = provider
-        self._api_key = key  # only to make sure it never lands in a saved file
+        self._key = key  # only to make sure it never lands in a saved file
         self._model = model
         self.id = _new_id()
         self.created = time.time()
@@ -417,7 +420,7 @@ class Conversation:
     def _from_parts(
         cls,
         provider: Provider,
-        key: str | None,
+        key: Secret | None,
         model: str,
         messages: Sequence[Message],
         session: dict[str, Any],
@@ -1151,7 +1154,7 @@ class Conversation:
             self._refuse_while_busy("fork()")
             session = {} if self._provider.keeps_history else self._session
             return Conversation._from_parts(
-                self._provider, self._api_key, self._model, self._messages, session
+                self._provider, self._key, self._model, self._messages, session
             )
 
     # -- persistence and export ------------------------------------------------
@@ -1171,7 +1174,7 @@ class Conversation:
             provider=self.provider_name,
             session=session,
             messages=messages,
-            secrets=[s for s in (self._api_key,) if s],
+            secrets=[self._key] if self._key is not None else [],
         )
 
     @classmethod

@@ -29,6 +29,7 @@ from .images import PreparedImage
 from .providers.base import Usage
 
 if TYPE_CHECKING:
+    from ._secret import Secret
     from .conversation import Message
 
 __all__ = ["FORMAT", "VERSION", "SavedConversation", "load_conversation", "save_conversation"]
@@ -90,10 +91,10 @@ def _message_to_json(msg: Message) -> dict[str, Any]:
     }
 
 
-def _scrub(value: Any, secrets: Sequence[str]) -> Any:
+def _scrub(value: Any, secrets: Sequence[Secret]) -> Any:
     """Drop any string that contains a secret (a provider must never store one)."""
     if isinstance(value, str):
-        return None if any(s in value for s in secrets) else value
+        return None if any(s.occurs_in(value) for s in secrets) else value
     if isinstance(value, dict):
         return {k: _scrub(v, secrets) for k, v in value.items()}
     if isinstance(value, list):
@@ -110,7 +111,7 @@ def save_conversation(
     provider: str,
     session: dict[str, Any],
     messages: Sequence[Message],
-    secrets: Sequence[str] = (),
+    secrets: Sequence[Secret] = (),
 ) -> Path:
     """Write the conversation to ``path`` atomically; returns the resolved path."""
     target = Path(path).expanduser()
@@ -136,7 +137,7 @@ def save_conversation(
             f"The conversation could not be saved: {exc}. The provider session must "
             "hold only JSON values; please report this."
         ) from None
-    if any(s in text for s in secrets):
+    if any(s.occurs_in(text) for s in secrets):
         # Only reachable if a message text quotes the key itself.
         raise ConversationFileError(
             "Not saved: the conversation text contains the API key. Remove that message "

@@ -22,6 +22,7 @@ import httpx
 from httpx_sse import EventSource
 
 from .. import catalog
+from .._secret import Secret
 from ..errors import (
     APIError,
     AuthenticationError,
@@ -86,7 +87,7 @@ class OneMinAIProvider:
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         *,
         base_url: str | None = None,
         api: str = "current",
@@ -108,7 +109,8 @@ class OneMinAIProvider:
             )
         if api not in ("current", "legacy"):
             raise BadRequestError(f"api must be 'current' or 'legacy', not {api!r}")
-        self.__key = key
+        # Masked, unpicklable, and revealed only in ``_request``.
+        self._key = key if isinstance(key, Secret) else Secret(key)
         self.base_url = (base_url or os.environ.get("ONEMIN_BASE_URL") or DEFAULT_BASE_URL).rstrip(
             "/"
         )
@@ -135,7 +137,8 @@ class OneMinAIProvider:
         return self._client
 
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Request:
-        headers = {"API-KEY": self.__key, "Accept": "application/json, text/event-stream"}
+        # Per request, never as a client default: a client's headers are on view.
+        headers = {"API-KEY": self._key.reveal(), "Accept": "application/json, text/event-stream"}
         return self._http().build_request(method, self.base_url + path, headers=headers, **kw)
 
     async def _json(self, method: str, path: str, **kw: Any) -> Any:

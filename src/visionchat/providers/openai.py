@@ -25,6 +25,7 @@ import httpx
 from httpx_sse import EventSource
 
 from .. import catalog
+from .._secret import Secret
 from ..errors import BadRequestError, NotVisionCapableError, StreamInterruptedError
 from ..images import PreparedImage
 from ._http import RetryPolicy, Service, make_timeout, send, stream_error
@@ -94,7 +95,7 @@ class OpenAIProvider:
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         *,
         base_url: str | None = None,
         detail: str = "auto",
@@ -105,7 +106,9 @@ class OpenAIProvider:
     ) -> None:
         if detail not in DETAILS:
             raise ValueError(f"detail must be one of {', '.join(DETAILS)}, not {detail!r}")
-        self.__key = api_key or os.environ.get("OPENAI_API_KEY") or ""
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        # Masked, unpicklable, and revealed only in ``_headers``.
+        self._key = key if isinstance(key, Secret) else Secret.of(key)
         url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = url.rstrip("/")
         self.detail = detail
@@ -120,7 +123,7 @@ class OpenAIProvider:
         self._owns_client = http_client is None
 
     def __repr__(self) -> str:
-        key = "'***'" if self.__key else "None"
+        key = "'***'" if self._key is not None else "None"
         return f"OpenAIProvider(base_url={self.base_url!r}, api_key={key})"
 
     def _http(self) -> httpx.AsyncClient:
@@ -129,9 +132,10 @@ class OpenAIProvider:
         return self._client
 
     def _headers(self) -> dict[str, str]:
+        # Per request, never as a client default: a client's headers are on view.
         headers = {"Accept": "text/event-stream, application/json"}
-        if self.__key:
-            headers["Authorization"] = f"Bearer {self.__key}"
+        if self._key is not None:
+            headers["Authorization"] = f"Bearer {self._key.reveal()}"
         return headers
 
     async def aclose(self) -> None:
