@@ -189,8 +189,8 @@ def run_everything(
     assert conv.model == model
 
     branch = conv.fork()
-    twin = branch.fork()
-    twin.ask("in the fork of the fork", show=False)  # forks keep working with the key
+    twin = copy.deepcopy(conv)
+    twin.ask("in the copy", show=False)  # the copy keeps working with the key
 
     surfaces["repr/str"] = "\n".join(
         f"{x!r}\n{x!s}"
@@ -240,6 +240,32 @@ def test_the_key_is_nowhere_to_be_seen(
     if backend in HTTP_BACKENDS:  # where httpx keeps default headers and connections
         assert {"AsyncClient", "Headers", "AsyncConnectionPool"} <= reached
     conv.ask("still works after all that", show=False)
+
+
+@pytest.mark.parametrize("backend", ("1min", "openai", "custom"))
+def test_pickling_a_conversation_refuses_and_says_what_to_do(
+    backend: str, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conv = conversation(backend, emu, monkeypatch)
+    conv.ask("hello", show=False)
+    with pytest.raises(TypeError) as info:
+        pickle.dumps(conv)
+    text = str(info.value)
+    assert "save(" in text and "Conversation.load(" in text and "fork()" in text
+    assert KEY not in exception_texts(info.value)
+    if backend != "custom":  # a provider of ours refuses on its own, for the key's sake
+        with pytest.raises(TypeError, match="API key"):
+            pickle.dumps(conv.provider)
+
+
+def test_copies_are_forks_that_share_nothing_mutable(emu: Emulator) -> None:
+    conv = Conversation("gpt-4o", provider="1min", api_key=KEY, base_url=emu.base_url)
+    conv.ask("first", RED, show=False)
+    for twin in (copy.copy(conv), copy.deepcopy(conv)):
+        assert twin is not conv and twin.messages == conv.messages
+        twin.ask("only in the copy", show=False)
+        assert len(twin.messages) == len(conv.messages) + 2
+        assert twin.session["conversation_id"] != conv.session["conversation_id"]
 
 
 # -- the Secret type itself -------------------------------------------------------

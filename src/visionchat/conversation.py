@@ -386,7 +386,8 @@ class Conversation:
 
     ``provider`` is ``"1min"``, ``"openai"``, ``"offline"``, a Provider instance
     or ``None`` (chosen from the environment).  The API key stays in the
-    provider as a masked ``Secret``: it is never shown, saved or exported.
+    provider as a masked ``Secret``: it is never shown, saved, exported or
+    pickled.  ``copy.copy`` and ``copy.deepcopy`` give a ``fork()``.
     """
 
     def __init__(
@@ -494,6 +495,27 @@ class Conversation:
 
     def __len__(self) -> int:
         return self.turns
+
+    # -- copies stay in this process ------------------------------------------
+
+    def __copy__(self) -> Conversation:
+        """A fork: a copy sharing the message list and lock would corrupt both."""
+        return self.fork()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Conversation:
+        """A fork: independent messages, the same provider (its connections and key)."""
+        return self.fork()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # A pickle is a file or a message to another process: the key would travel
+        # in clear, and the engine, locks and connections cannot travel at all.
+        raise TypeError(
+            "A Conversation cannot be pickled: it holds an API key, which visionchat never "
+            "writes out, and live connections. To move or keep its content, use "
+            "conv.save(path) here and Conversation.load(path) there (the key comes from "
+            "the environment or api_key=...); to branch it in this process, use conv.fork() "
+            "or copy.deepcopy(conv)."
+        )
 
     # -- listeners ----------------------------------------------------------
 
