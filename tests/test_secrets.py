@@ -268,6 +268,25 @@ def test_copies_are_forks_that_share_nothing_mutable(emu: Emulator) -> None:
         assert twin.session["conversation_id"] != conv.session["conversation_id"]
 
 
+@pytest.mark.parametrize("backend", ("1min", "openai"))
+def test_a_server_that_echoes_the_key_has_it_blanked_out(
+    backend: str, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some gateways quote the key they rejected; the error must not pass it on."""
+    conv = conversation(backend, emu, monkeypatch)
+    emu.add_fault("status", status=401, body={"error": {"message": f"Bad key: {KEY}."}})
+    with pytest.raises(APIError) as info:
+        conv.ask("hello?", show=False)
+    assert "Bad key: ***" in str(info.value)
+    assert KEY not in exception_texts(info.value)
+    assert KEY not in (conv.messages[-1].error or "")
+    emu.add_fault("error_event", after_chunks=1, message=f"upstream said {KEY}")
+    with pytest.raises(APIError) as info:
+        conv.ask("and now?", show=False)
+    assert "upstream said ***" in str(info.value)
+    assert KEY not in exception_texts(info.value)
+
+
 # -- the Secret type itself -------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from .._secret import Secret
 from ..errors import (
     APIConnectionError,
     APIError,
@@ -225,12 +226,14 @@ async def send(
     build: Callable[[], httpx.Request],
     service: Service,
     policy: RetryPolicy,
+    key: Secret | None = None,
 ) -> httpx.Response:
     """Send until a successful response has *started*; return it unread.
 
     The caller reads (or streams) the body and must close the response.  A
     request is rebuilt for every attempt, so bodies such as multipart uploads
-    are sent whole each time.
+    are sent whole each time.  ``key`` is blanked out of error bodies before
+    they become messages: some gateways quote the key they rejected.
     """
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_retries + 1) | stop_after_delay(policy.max_total),
@@ -251,6 +254,8 @@ async def send(
                     body = ""
                 finally:
                     await response.aclose()
+                if key is not None:
+                    body = key.redact(body)
                 raise error_from_response(response.status_code, body, response.headers, service)
             return response
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover

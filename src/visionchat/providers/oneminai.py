@@ -143,7 +143,7 @@ class OneMinAIProvider:
 
     async def _json(self, method: str, path: str, **kw: Any) -> Any:
         response = await send(self._http(), lambda: self._request(method, path, **kw),
-                              _SERVICE, self.retry)  # fmt: skip
+                              _SERVICE, self.retry, self._key)  # fmt: skip
         try:
             body = await response.aread()
         except httpx.TransportError as exc:
@@ -365,6 +365,7 @@ class OneMinAIProvider:
                 lambda: self._request("POST", path, params={"isStreaming": "true"}, json=body),
                 _SERVICE,
                 self.retry,
+                self._key,
             )
         except BadRequestError as exc:
             raise _legacy_hint(exc) from None
@@ -432,7 +433,9 @@ class OneMinAIProvider:
                     if isinstance(record, dict):
                         result = self._result(record, request)
                 elif sse.event == "error":
-                    message = str(data.get("message") or "the model reported an error")
+                    message = self._key.redact(
+                        str(data.get("message") or "the model reported an error")
+                    )
                     raise StreamInterruptedError(
                         f"1min.ai reported an error during the answer: {message}. "
                         "The text received so far is kept; retry the turn to ask again.",
@@ -455,8 +458,9 @@ class OneMinAIProvider:
                     request.session["conversation_id"] = str(data["conversationId"])
                 path = url if url.startswith("/") else "/" + url.split("/", 3)[-1]
                 second = await send(
-                    self._http(), lambda: self._request("GET", path), _SERVICE, self.retry
-                )
+                    self._http(), lambda: self._request("GET", path), _SERVICE, self.retry,
+                    self._key,
+                )  # fmt: skip
                 try:
                     async for ev in self._read_raw(second, request):
                         yield ev

@@ -157,7 +157,7 @@ class OpenAIProvider:
                 "GET", self.base_url + "/models", headers=self._headers()
             )
 
-        response = await send(self._http(), build, self._service, self.retry)
+        response = await send(self._http(), build, self._service, self.retry, self._key)
         try:
             body = json.loads(await response.aread() or b"{}")
         except ValueError:
@@ -222,7 +222,7 @@ class OpenAIProvider:
                 raise
             del body["stream_options"]
             response = await self._post(body)
-        parsed = _Stream(request.model)
+        parsed = _Stream(request.model, self._key)
         try:
             ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype == "application/json":
@@ -257,7 +257,7 @@ class OpenAIProvider:
                 "POST", self.base_url + "/chat/completions", content=payload, headers=headers
             )
 
-        return await send(self._http(), build, self._service, self.retry)
+        return await send(self._http(), build, self._service, self.retry, self._key)
 
 
 def _text_of(piece: Any) -> str:
@@ -299,14 +299,15 @@ async def _whole_answer(raw: bytes, model: str) -> AsyncIterator[StreamEvent]:
 class _Stream:
     """The state of one streamed answer: text so far, usage, whether it ended."""
 
-    __slots__ = ("finished", "model", "named", "parts", "usage")
+    __slots__ = ("finished", "key", "model", "named", "parts", "usage")
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, key: Secret | None = None) -> None:
         self.parts: list[str] = []  # joined only when needed: += on an attribute copies
         self.usage: Usage | None = None
         self.finished = False
         self.named = False
         self.model = model
+        self.key = key  # to blank it out of an error the server sends
 
     def feed(self, data: str, service: Service) -> str:
         """One event's data; returns the new text (often the only thing in it)."""
@@ -326,7 +327,9 @@ class _Stream:
             return ""
         if "error" in chunk:
             err = chunk["error"]
-            message = err.get("message") if isinstance(err, dict) else str(err)
+            message = str(err.get("message") if isinstance(err, dict) else err)
+            if self.key is not None:
+                message = self.key.redact(message)
             raise StreamInterruptedError(
                 f"{service.name} reported an error during the answer: {message}. "
                 "The text received so far is kept; retry the turn to ask again.",
