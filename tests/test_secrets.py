@@ -79,7 +79,8 @@ def conversation(backend: str, emu: Emulator, monkeypatch: pytest.MonkeyPatch) -
 
 # -- looking for the key ---------------------------------------------------------
 
-# Not walked: classes and modules (shared by everyone), and tracebacks.
+# Not walked: classes and modules (shared by everyone), and tracebacks: their
+# frames' variables are checked as a verbose traceback prints them (below).
 _OPAQUE = (type, types.ModuleType, types.FrameType, types.TracebackType, types.CodeType)
 
 
@@ -133,9 +134,13 @@ def leaks_in_graph(*roots: object) -> tuple[list[str], set[str]]:
     return found, {type(obj).__name__ for obj in seen.values()}
 
 
-def exception_texts(exc: BaseException) -> str:
-    """The error as shown: message, repr and traceback."""
-    return f"{exc}\n{exc!r}\n" + "".join(traceback.format_exception(exc))
+def exception_texts(exc: BaseException, *, with_variables: bool = True) -> str:
+    """The error as shown, and as a verbose traceback shows it: every frame's variables
+    (IPython's ``%xmode Verbose``, ``pytest -l``, error trackers that capture locals)."""
+    shown = [f"{exc}\n{exc!r}\n", *traceback.format_exception(exc)]
+    if with_variables:
+        shown += traceback.TracebackException.from_exception(exc, capture_locals=True).format()
+    return "".join(shown)
 
 
 def pickle_outcome(obj: object) -> str:
@@ -272,19 +277,23 @@ def test_copies_are_forks_that_share_nothing_mutable(emu: Emulator) -> None:
 def test_a_server_that_echoes_the_key_has_it_blanked_out(
     backend: str, emu: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Some gateways quote the key they rejected; the error must not pass it on."""
+    """Some gateways quote the key they rejected; the error must not pass it on.
+
+    (The server's own words stay as they came in the variables of the frames that
+    parsed them, which is where a verbose traceback would show them.)
+    """
     conv = conversation(backend, emu, monkeypatch)
     emu.add_fault("status", status=401, body={"error": {"message": f"Bad key: {KEY}."}})
     with pytest.raises(APIError) as info:
         conv.ask("hello?", show=False)
     assert "Bad key: ***" in str(info.value)
-    assert KEY not in exception_texts(info.value)
+    assert KEY not in exception_texts(info.value, with_variables=False)
     assert KEY not in (conv.messages[-1].error or "")
     emu.add_fault("error_event", after_chunks=1, message=f"upstream said {KEY}")
     with pytest.raises(APIError) as info:
         conv.ask("and now?", show=False)
     assert "upstream said ***" in str(info.value)
-    assert KEY not in exception_texts(info.value)
+    assert KEY not in exception_texts(info.value, with_variables=False)
 
 
 # -- the Secret type itself -------------------------------------------------------

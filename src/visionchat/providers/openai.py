@@ -250,9 +250,12 @@ class OpenAIProvider:
 
     async def _post(self, body: dict[str, Any]) -> httpx.Response:
         payload = json.dumps(body).encode()
-        headers = {**self._headers(), "Content-Type": "application/json"}
 
         def build() -> httpx.Request:
+            # Headers made here, not held by this frame or closure: a failure's
+            # traceback (printed with its variables, or kept by an error tracker)
+            # would show them.
+            headers = {**self._headers(), "Content-Type": "application/json"}
             return self._http().build_request(
                 "POST", self.base_url + "/chat/completions", content=payload, headers=headers
             )
