@@ -40,6 +40,7 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
+from ..ratelimit import RateLimiter
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -75,6 +76,9 @@ class RetryPolicy:
     max_backoff: float = 20.0
     max_total: float = 90.0  # seconds across all attempts
     max_retry_after: float = 60.0  # a longer server hint is not waited for
+    # With a rate limiter, a 429 is waited out and re-sent outside the attempts
+    # above (nothing is lost to throttling); this bounds that waiting.
+    max_throttled: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -225,12 +229,16 @@ async def send(
     build: Callable[[], httpx.Request],
     service: Service,
     policy: RetryPolicy,
+    limiter: RateLimiter | None = None,
 ) -> httpx.Response:
     """Send until a successful response has *started*; return it unread.
 
     The caller reads (or streams) the body and must close the response.  A
     request is rebuilt for every attempt, so bodies such as multipart uploads
-    are sent whole each time.
+    are sent whole each time.  With a ``limiter`` every attempt waits for its
+    slot, and a 429 slows the limiter down and is sent again after the pause
+    (up to ``policy.max_throttled`` seconds of pauses) instead of using up an
+    attempt: throttling is the limiter's business, failures the retries'.
     """
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_retries + 1) | stop_after_delay(policy.max_total),
@@ -238,21 +246,34 @@ async def send(
         retry=retry_if_exception(_retryable),
         reraise=True,
     )
+    paused = 0.0
     async for attempt in retrying:
         with attempt:
-            try:
-                response = await client.send(build(), stream=True)
-            except httpx.TransportError as exc:
-                raise _transport_error(exc, service) from None
-            if response.status_code >= 400:
+            while True:
+                if limiter is not None:
+                    await limiter.acquire()
+                try:
+                    response = await client.send(build(), stream=True)
+                except httpx.TransportError as exc:
+                    raise _transport_error(exc, service) from None
+                if response.status_code < 400:
+                    if limiter is not None:
+                        limiter.observe(response.headers)
+                    return response
                 try:
                     body = (await response.aread()).decode("utf-8", "replace")
                 except httpx.TransportError:
                     body = ""
                 finally:
                     await response.aclose()
-                raise error_from_response(response.status_code, body, response.headers, service)
-            return response
+                error = error_from_response(response.status_code, body, response.headers, service)
+                if (
+                    limiter is None
+                    or not isinstance(error, RateLimitError)
+                    or paused >= policy.max_throttled
+                ):
+                    raise error
+                paused += limiter.throttled(error.retry_after)
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 

@@ -27,6 +27,7 @@ from httpx_sse import EventSource
 from .. import catalog
 from ..errors import BadRequestError, NotVisionCapableError, StreamInterruptedError
 from ..images import PreparedImage
+from ..ratelimit import RateLimiter
 from ._http import RetryPolicy, Service, make_timeout, send, stream_error
 from .base import (
     HistoryTurn,
@@ -53,6 +54,7 @@ _OPTIONS = (
     "presence_penalty",
     "frequency_penalty",
     "reasoning_effort",
+    "response_format",
 )
 # Listed models that cannot take an image: not chat models at all (embeddings,
 # speech, image generation...), or chat models known to be text-only.
@@ -102,6 +104,7 @@ class OpenAIProvider:
         max_retries: int = 3,
         retry_backoff: float = 0.5,
         http_client: httpx.AsyncClient | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         if detail not in DETAILS:
             raise ValueError(f"detail must be one of {', '.join(DETAILS)}, not {detail!r}")
@@ -118,6 +121,9 @@ class OpenAIProvider:
         )
         self._client = http_client
         self._owns_client = http_client is None
+        #: Paces every request when set; ``visionchat.batch`` sets one and it
+        #: learns the server's limit from its ``x-ratelimit-*`` headers.
+        self.rate_limiter = rate_limiter
 
     def __repr__(self) -> str:
         key = "'***'" if self.__key else "None"
@@ -153,7 +159,7 @@ class OpenAIProvider:
                 "GET", self.base_url + "/models", headers=self._headers()
             )
 
-        response = await send(self._http(), build, self._service, self.retry)
+        response = await send(self._http(), build, self._service, self.retry, self.rate_limiter)
         try:
             body = json.loads(await response.aread() or b"{}")
         except ValueError:
@@ -213,10 +219,13 @@ class OpenAIProvider:
         try:
             response = await self._post(body)
         except BadRequestError as exc:
-            # Older servers reject stream_options; usage is then simply not reported.
-            if "stream_options" not in str(exc):
+            # Older servers reject stream_options (usage is then simply not
+            # reported) or structured output (the prompt still asks for JSON).
+            dropped = [k for k in ("stream_options", "response_format") if k in str(exc)]
+            if not dropped or not all(k in body for k in dropped):
                 raise
-            del body["stream_options"]
+            for key in dropped:
+                del body[key]
             response = await self._post(body)
         parsed = _Stream(request.model)
         try:
@@ -253,7 +262,7 @@ class OpenAIProvider:
                 "POST", self.base_url + "/chat/completions", content=payload, headers=headers
             )
 
-        return await send(self._http(), build, self._service, self.retry)
+        return await send(self._http(), build, self._service, self.retry, self.rate_limiter)
 
 
 def _text_of(piece: Any) -> str:
