@@ -50,7 +50,10 @@ class BatchCache:
         self.path = Path(path).expanduser()
         where = f"the batch cache {str(self.path)!r}"
         if self.path.is_dir():
-            raise CacheError(f"{where} is a folder; pass a file name such as 'answers.sqlite'.")
+            raise CacheError(
+                f"The batch cache {str(self.path)!r} is a folder; pass a file name such as "
+                "'answers.sqlite'."
+            )
         if not self.path.parent.is_dir():
             raise CacheError(
                 f"The folder of {where} does not exist; create it or pass another path."
@@ -85,8 +88,8 @@ class BatchCache:
                 ) from None
             if "not a database" in text:
                 raise CacheError(
-                    f"{where} exists but is not an SQLite file ({exc}); pass a new file name, "
-                    "so that the file is not overwritten."
+                    f"The file {str(self.path)!r} is not a batch cache (not even an SQLite file: "
+                    f"{exc}); pass a new file name, so that this file is left as it is."
                 ) from None
             raise CacheError(f"Cannot use {where}: {exc}.") from None
 
@@ -98,15 +101,20 @@ class BatchCache:
             return
         if "meta" not in tables or "answers" not in tables:
             raise CacheError(
-                f"{where} is an SQLite database of something else (tables: "
-                f"{', '.join(sorted(tables))}); pass a new file name so that it is left alone."
+                f"The file {str(self.path)!r} is an SQLite database of something else (tables: "
+                f"{', '.join(sorted(tables))}), not a batch cache; pass a new file name so that "
+                "it is left alone."
             )
         meta = dict(self._db.execute("SELECT name, value FROM meta"))
         if meta.get("format") != _FORMAT:
-            raise CacheError(f"{where} is not a visionchat batch cache; pass a new file name.")
+            raise CacheError(
+                f"The file {str(self.path)!r} is not a visionchat batch cache; "
+                "pass a new file name."
+            )
         if meta.get("version") != str(_VERSION):
             raise CacheError(
-                f"{where} was written by another version of visionchat (format "
+                f"The batch cache {str(self.path)!r} was written by another version of "
+                f"visionchat (format "
                 f"{meta.get('version')}, this one reads {_VERSION}); pass a new file name."
             )
 
