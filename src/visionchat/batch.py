@@ -505,6 +505,8 @@ def _table(plan: _Plan, source: object) -> Any:
     frame = pd.DataFrame(rows, columns=list(_empty_row(plan, plan.items[0]))) if rows else None
     if frame is None:
         return rows
+    # Nullable column types: an integer field with a missing value stays integer.
+    frame = frame.convert_dtypes()
     if type(source).__module__.startswith("pandas") and hasattr(source, "index"):
         frame.index = source.index
     frame.attrs["visionchat"] = summary(plan.progress)
