@@ -369,3 +369,33 @@ def test_warnings_are_not_raised_for_a_clean_run(emu: Emulator) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         batch(images(2), "What colour?", **onemin(emu))
+
+
+def test_ctrl_c_keeps_every_finished_row_and_a_rerun_sends_the_rest(
+    tmp_path: Path, emu: Emulator
+) -> None:
+    emu.latency = 0.2
+    cache = tmp_path / "answers.sqlite"
+
+    def press_ctrl_c(p: visionchat.BatchProgress) -> None:
+        if p.answered >= 3:  # as if Ctrl-C landed while the caller waits
+            raise KeyboardInterrupt
+
+    with pytest.raises(visionchat.BatchInterrupted, match="running the same call again") as info:
+        batch(
+            images(12),
+            "What colour?",
+            cache=cache,
+            **onemin(emu, progress=press_ctrl_c, concurrency=2),
+        )
+    partial = info.value.result
+    answered = partial["error"].isna()
+    assert 3 <= answered.sum() < 12 and len(partial) == 12
+    assert all("interrupted" in e for e in partial["error"][~answered])
+    for i in partial.index[answered]:
+        assert f"{60 + i}×" in partial["answer"][i]
+    emu.reset()
+    again = batch(images(12), "What colour?", cache=cache, **onemin(emu))
+    assert again["error"].isna().all()
+    assert int(again["cached"].sum()) == int(answered.sum())
+    assert paths(emu)["/api/chat-with-ai"] == 12 - int(answered.sum())

@@ -587,10 +587,14 @@ def batch(
                     view(plan.progress)
     except KeyboardInterrupt:
         fut.cancel()
-        plan.done.wait(15)
+        # Winding down takes a moment (in-flight requests are closed); a second
+        # Ctrl-C meanwhile must not lose the rows that finished.
+        with contextlib.suppress(KeyboardInterrupt):
+            plan.done.wait(15)
+        with contextlib.suppress(KeyboardInterrupt):
+            if view is not None:
+                view(plan.progress)
         result = _table(plan, images)
-        if view is not None:
-            view(plan.progress)
         _close(plan)
         kept = plan.progress.answered + plan.progress.cached
         where = (
