@@ -33,7 +33,7 @@ from typing import Any
 from . import cost as _cost
 from . import schema as _schema
 from ._batch_cache import BatchCache, CacheError, cache_key
-from .conversation import _default_model, resolve_provider
+from .conversation import _default_model, fit_image, image_limits, resolve_provider
 from .engine import get_engine
 from .errors import (
     AuthenticationError,
@@ -43,7 +43,7 @@ from .errors import (
     OutOfCreditsError,
     VisionChatError,
 )
-from .images import PreparedImage, fits, prepare_image
+from .images import PreparedImage
 from .providers.base import Provider, TextDelta, TurnRequest, TurnResult
 from .ratelimit import RateLimiter
 
@@ -232,23 +232,6 @@ class _Plan:
         return f"{self.prompt}\n\n{_schema.instruction(self.schema)}"
 
 
-def _limits(provider: Provider, model: str) -> dict[str, int | None]:
-    info = provider.model_info(model)
-    if info is None:
-        return {}
-    return {
-        "max_edge": info.max_image_edge,
-        "max_pixels": info.max_image_pixels,
-        "max_short_edge": info.max_image_short_edge,
-    }
-
-
-def _prepare_one(source: object, limits: dict[str, Any]) -> PreparedImage:
-    if isinstance(source, PreparedImage) and fits(source.width, source.height, **limits):
-        return source
-    return prepare_image(source, **limits)
-
-
 def _empty_row(plan: _Plan, item: _Item) -> dict[str, Any]:
     row: dict[str, Any] = {"name": item.name}
     row.update(dict.fromkeys(plan.columns))
@@ -260,14 +243,14 @@ def _empty_row(plan: _Plan, item: _Item) -> dict[str, Any]:
 
 
 async def _prepare_all(plan: _Plan) -> None:
-    limits = _limits(plan.provider, plan.model)
+    limits = image_limits(plan.provider.model_info(plan.model))
     gate = asyncio.Semaphore(max(1, min(4, os.cpu_count() or 1)))
 
     async def one(item: _Item) -> None:
         async with gate:
             try:
                 # Decoding and resizing are CPU work: off the loop, a few at a time.
-                item.image = await asyncio.to_thread(_prepare_one, item.source, limits)
+                item.image = await asyncio.to_thread(fit_image, item.source, limits)
             except Exception as exc:
                 row = _empty_row(plan, item)
                 row["error"] = (

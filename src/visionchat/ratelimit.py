@@ -27,10 +27,11 @@ queue on one lock and each sleeps until its slot.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+
+from .providers._http import parse_reset
 
 __all__ = ["RateLimitStats", "RateLimiter", "parse_reset"]
 
@@ -44,22 +45,6 @@ class RateLimitStats:
     throttled: int  # 429s reported back
     per_minute: float  # the current pace
     ceiling: float  # what the pace may climb back to
-
-
-def parse_reset(value: str | None) -> float | None:
-    """Seconds in an OpenAI-style reset header: ``"1s"``, ``"6m0s"``, ``"120ms"``, ``"0.5"``."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    total, found = 0.0, False
-    for amount, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value):
-        found = True
-        total += float(amount) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
-    return total if found else None
 
 
 class RateLimiter:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from tenacity import (
@@ -40,7 +40,9 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from ..ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from ..ratelimit import RateLimiter
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -49,6 +51,7 @@ __all__ = [
     "error_from_response",
     "make_timeout",
     "message_of",
+    "parse_reset",
     "parse_retry_after",
     "send",
 ]
@@ -89,19 +92,39 @@ class Service:
     key_hint: str  # "set ONEMIN_API_KEY or pass api_key=... (keys at app.1min.ai)"
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
+def _plain_seconds(value: str) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        pass
+        return None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds in a ``Retry-After`` header: a number, or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if (seconds := _plain_seconds(value)) is not None:
+        return seconds
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def parse_reset(value: str | None) -> float | None:
+    """Seconds in an OpenAI-style reset header: ``"1s"``, ``"6m0s"``, ``"120ms"``, ``"0.5"``."""
+    if not value:
+        return None
+    value = value.strip()
+    if (seconds := _plain_seconds(value)) is not None:
+        return seconds
+    units = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value)
+    if not units:
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(amount) * scale[unit] for amount, unit in units)
 
 
 def _looks_html(text: str) -> bool:
