@@ -37,6 +37,12 @@ CELLS = [
     "%%vision --bogus\nx",
     "import visionchat.magics as m\n"
     "print(sorted(m.conversations), len(m.conversations['default'].messages))",
+    "import os\nos.makedirs('charts', exist_ok=True)\n"
+    "for i in range(3): Image.new('RGB', (40 + i, 30), (0, 0, 255)).save(f'charts/c{i}.png')\n"
+    "schema = {'colour': str, 'width': int}",
+    "%%vision --each charts/*.png --schema schema --cache answers.sqlite\nWhich {colour}?",
+    "%%vision --each nosuch/*.png\nwhat is it?",
+    '%%vision --each red arr --schema \'{"width": "int"}\'\nHow wide?',
 ]
 
 
@@ -130,6 +136,21 @@ def test_help_documents_every_option(executed: Any) -> None:
     text = stdout(nb, 13)
     for option in ("--model", "--new", "--conversation", "--web", "--provider", "gcf", "{name}"):
         assert option in text
+
+
+def test_each_leaves_the_table_as_output(executed: Any) -> None:
+    nb, path, _ = executed
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs(nb, 17))
+    assert "visionchat-batch" in html  # the progress line, settled at its final counts
+    assert "3/3 answered" in html
+    table = "".join(o.get("data", {}).get("text/plain", "") for o in outputs(nb, 17))
+    for i in range(3):
+        assert f"charts/c{i}.png" in table and f"{40 + i}" in table
+    assert "blue" in table
+    assert (path.parent / "answers.sqlite").exists()
+    assert "No file matches 'nosuch/*.png'" in stderr(nb, 18)
+    named = "".join(o.get("data", {}).get("text/plain", "") for o in outputs(nb, 19))
+    assert "red" in named and "arr" in named and "60" in named and "50" in named
 
 
 def test_saved_notebook_has_markdown_answers_and_no_key(executed: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .batch import BatchError, BatchInterrupted, BatchProgress, CostLimitError, batch
 from .conversation import Conversation, ConversationEvent, Message, Reply
 from .errors import (
     APIConnectionError,
@@ -39,10 +40,14 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchError",
+    "BatchInterrupted",
+    "BatchProgress",
     "ChatWidget",
     "Conversation",
     "ConversationEvent",
     "ConversationFileError",
+    "CostLimitError",
     "ImageError",
     "Message",
     "ModelNotFoundError",
@@ -57,6 +62,7 @@ __all__ = [
     "VisionChatError",
     "__version__",
     "ask",
+    "batch",
     "chat",
     "load_ipython_extension",
     "prepare_image",

@@ -574,14 +574,7 @@ class Conversation:
 
     def _limits(self, model: str) -> _ImageLimits:
         """What ``model`` keeps of an image, as ``prepare_image`` takes it."""
-        info = self.model_info(model)
-        if info is None:
-            return {}
-        return {
-            "max_edge": info.max_image_edge,
-            "max_pixels": info.max_image_pixels,
-            "max_short_edge": info.max_image_short_edge,
-        }
+        return image_limits(self.model_info(model))
 
     def _prepare(self, images: Sequence[object], model: str) -> list[PreparedImage]:
         """The images as ``model`` will receive them.
@@ -1279,13 +1272,26 @@ class _ImageLimits(TypedDict, total=False):
     max_short_edge: int | None
 
 
+def image_limits(info: ModelInfo | None) -> _ImageLimits:
+    """What a model keeps of an image, as ``prepare_image`` takes it (none when unknown)."""
+    if info is None:
+        return {}
+    return {
+        "max_edge": info.max_image_edge,
+        "max_pixels": info.max_image_pixels,
+        "max_short_edge": info.max_image_short_edge,
+    }
+
+
+def fit_image(image: object, limits: _ImageLimits) -> PreparedImage:
+    """``image`` prepared for ``limits``; one prepared earlier is kept when it already fits."""
+    if isinstance(image, PreparedImage) and fits(image.width, image.height, **limits):
+        return image
+    return prepare_image(image, **limits)
+
+
 def _fit(images: Sequence[object], limits: _ImageLimits) -> list[PreparedImage]:
-    return [
-        img
-        if isinstance(img, PreparedImage) and fits(img.width, img.height, **limits)
-        else prepare_image(img, **limits)
-        for img in images
-    ]
+    return [fit_image(img, limits) for img in images]
 
 
 def _shows_notices() -> bool:

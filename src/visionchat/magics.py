@@ -16,6 +16,7 @@ Errors print one short line, not a traceback; a partial answer is kept.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 import sys
@@ -23,6 +24,7 @@ from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
+from .batch import BatchInterrupted, batch, collect_inputs
 from .conversation import Conversation, Reply
 from .errors import VisionChatError
 
@@ -35,6 +37,9 @@ _USAGE = """\
 %%vision [-m MODEL] [--new] [-c NAME] [--web] [--provider P] [IMAGE ...]
 <prompt: the cell body>
 
+%%vision --each [--schema S] [--cache FILE] [--max-cost X] [-m MODEL] IMAGES ...
+<prompt: asked of each image on its own; the answers come back as a table>
+
 %vision [-m MODEL] [--new] [-c NAME] [--web] [-i IMAGE ...] PROMPT
 %vision -c NAME          (no prompt) returns that conversation object
 %vision --list           lists the conversations and their turns
@@ -43,6 +48,9 @@ IMAGE is a name in the notebook (a PIL image, NumPy array, matplotlib figure or
 axes, a path string), a file path or URL, or `gcf` for the current matplotlib
 figure. With no IMAGE and an open matplotlib figure, that figure is used.
 {name} in the prompt is replaced by the value of the variable `name`.
+With --each, IMAGES are folders, glob patterns (plots/*.png) or names of lists,
+dicts or pandas Series of images; --schema names a dict, dataclass or TypedDict
+in the notebook (or is inline JSON such as '{"labelled": "bool"}').
 """
 
 
@@ -75,6 +83,14 @@ def _parser(cell: bool) -> _Parser:
     p.add_argument("--list", action="store_true", help="list the conversations")
     if cell:
         p.add_argument("images", nargs="*", metavar="IMAGE", help="images to ask about")
+        p.add_argument(
+            "--each",
+            action="store_true",
+            help="ask about each image on its own; the answers as a table",
+        )
+        p.add_argument("--schema", help="with --each: fields to answer in (a name or JSON)")
+        p.add_argument("--cache", help="with --each: an SQLite file keeping the answers")
+        p.add_argument("--max-cost", type=float, help="with --each: refuse above this estimate")
     else:
         p.add_argument("-i", "--image", action="append", default=[], dest="images",
                        metavar="IMAGE", help="an image to ask about (repeatable)")  # fmt: skip
@@ -105,6 +121,8 @@ class VisionMagics(Magics):
                 print(f"{name}: {conv!r}")
             return None
         prompt = cell if cell is not None else " ".join(args.prompt)
+        if getattr(args, "each", False):
+            return self._batch(args, prompt)
         if not prompt.strip() and not args.images:
             if cell is None:  # `%vision -c NAME`: hand the conversation to the user
                 return self._conversation(args)
@@ -131,6 +149,56 @@ class VisionMagics(Magics):
             return None
         del reply  # already shown as Markdown; returning it would show it twice
         return None
+
+    def _batch(self, args: argparse.Namespace, prompt: str) -> Any:
+        """``%%vision --each``: the table is the cell's result, so it shows as output."""
+        if not args.images:
+            _say("--each needs images: a folder, a glob pattern such as plots/*.png, or a list.")
+            return None
+        if not prompt.strip():
+            _say("the cell is empty: write the question to ask of each image in the cell body.")
+            return None
+        try:
+            named: dict[Any, object] = {}
+            for token in args.images:
+                named.update(self._batch_inputs(token))
+            return batch(
+                named,
+                self._interpolate(prompt.strip()),
+                schema=self._schema(args.schema) if args.schema else None,
+                model=args.model,
+                provider=args.provider,
+                cache=args.cache,
+                max_cost=args.max_cost,
+                web_search=args.web,
+            )
+        except VisionChatError as exc:
+            _say(str(exc))
+        except BatchInterrupted as exc:
+            _say(str(exc).removeprefix("visionchat: "))
+            return exc.result
+        return None
+
+    def _batch_inputs(self, token: str) -> list[tuple[Any, object]]:
+        ns = self.shell.user_ns if self.shell is not None else {}
+        if token in ns:
+            value = ns[token]
+            if isinstance(value, str) or not _is_collection(value):
+                return [(token, value)]
+            return collect_inputs(value)
+        return collect_inputs(token)  # a folder, a glob pattern or a file
+
+    def _schema(self, text: str) -> Any:
+        ns = self.shell.user_ns if self.shell is not None else {}
+        if text in ns:
+            return ns[text]
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise VisionChatError(
+                f"--schema {text!r} is neither a name in the notebook nor JSON; define it "
+                "(schema = {'labelled': bool}) and pass --schema schema."
+            ) from None
 
     def _conversation(self, args: argparse.Namespace) -> Conversation:
         name = args.conversation
@@ -177,6 +245,13 @@ class VisionMagics(Magics):
             return str(ns[name]) if name in ns else m.group(0)
 
         return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", value, prompt)
+
+
+def _is_collection(value: object) -> bool:
+    """A list, dict, Series ... of images, as opposed to one image (arrays are one image)."""
+    if type(value).__module__.startswith(("numpy", "PIL", "matplotlib")):
+        return False
+    return isinstance(value, list | tuple | dict) or type(value).__name__ == "Series"
 
 
 def _open_figure() -> Any:

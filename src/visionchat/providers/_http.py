@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from tenacity import (
@@ -42,6 +42,9 @@ from ..errors import (
     ServerError,
 )
 
+if TYPE_CHECKING:
+    from ..ratelimit import RateLimiter
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "RetryPolicy",
@@ -49,6 +52,7 @@ __all__ = [
     "error_from_response",
     "make_timeout",
     "message_of",
+    "parse_reset",
     "parse_retry_after",
     "send",
 ]
@@ -76,6 +80,9 @@ class RetryPolicy:
     max_backoff: float = 20.0
     max_total: float = 90.0  # seconds across all attempts
     max_retry_after: float = 60.0  # a longer server hint is not waited for
+    # With a rate limiter, a 429 is waited out and re-sent outside the attempts
+    # above (nothing is lost to throttling); this bounds that waiting.
+    max_throttled: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -86,19 +93,39 @@ class Service:
     key_hint: str  # "set ONEMIN_API_KEY or pass api_key=... (keys at app.1min.ai)"
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
+def _plain_seconds(value: str) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        pass
+        return None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds in a ``Retry-After`` header: a number, or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if (seconds := _plain_seconds(value)) is not None:
+        return seconds
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def parse_reset(value: str | None) -> float | None:
+    """Seconds in an OpenAI-style reset header: ``"1s"``, ``"6m0s"``, ``"120ms"``, ``"0.5"``."""
+    if not value:
+        return None
+    value = value.strip()
+    if (seconds := _plain_seconds(value)) is not None:
+        return seconds
+    units = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value)
+    if not units:
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(amount) * scale[unit] for amount, unit in units)
 
 
 def _looks_html(text: str) -> bool:
@@ -227,13 +254,18 @@ async def send(
     service: Service,
     policy: RetryPolicy,
     key: Secret | None = None,
+    limiter: RateLimiter | None = None,
 ) -> httpx.Response:
     """Send until a successful response has *started*; return it unread.
 
     The caller reads (or streams) the body and must close the response.  A
     request is rebuilt for every attempt, so bodies such as multipart uploads
     are sent whole each time.  ``key`` is blanked out of error bodies before
-    they become messages: some gateways quote the key they rejected.
+    they become messages: some gateways quote the key they rejected.  With a
+    ``limiter`` every attempt waits for its slot, and a 429 slows the limiter
+    down and is sent again after the pause (up to ``policy.max_throttled``
+    seconds of pauses) instead of using up an attempt: throttling is the
+    limiter's business, failures the retries'.
     """
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_retries + 1) | stop_after_delay(policy.max_total),
@@ -241,13 +273,20 @@ async def send(
         retry=retry_if_exception(_retryable),
         reraise=True,
     )
+    paused = 0.0
     async for attempt in retrying:
         with attempt:
-            try:
-                response = await client.send(build(), stream=True)
-            except httpx.TransportError as exc:
-                raise _transport_error(exc, service) from None
-            if response.status_code >= 400:
+            while True:
+                if limiter is not None:
+                    await limiter.acquire()
+                try:
+                    response = await client.send(build(), stream=True)
+                except httpx.TransportError as exc:
+                    raise _transport_error(exc, service) from None
+                if response.status_code < 400:
+                    if limiter is not None:
+                        limiter.observe(response.headers)
+                    return response
                 try:
                     body = (await response.aread()).decode("utf-8", "replace")
                 except httpx.TransportError:
@@ -256,8 +295,14 @@ async def send(
                     await response.aclose()
                 if key is not None:
                     body = key.redact(body)
-                raise error_from_response(response.status_code, body, response.headers, service)
-            return response
+                error = error_from_response(response.status_code, body, response.headers, service)
+                if (
+                    limiter is None
+                    or not isinstance(error, RateLimitError)
+                    or paused >= policy.max_throttled
+                ):
+                    raise error
+                paused += limiter.throttled(error.retry_after)
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 

@@ -12,14 +12,18 @@ switch to a real one.  Output is paced like a real model so streaming is visible
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 from .. import catalog
 from .._image_stats import ImageStats, Mark, measure
+from .._schema_fill import fill
 from ..images import PreparedImage
+from ..schema import extract_requested_schema
 from .base import (
     HistoryTurn,
     ModelInfo,
@@ -110,8 +114,12 @@ class OfflineProvider:
         for number, turn in enumerate(users, 1):
             for image in turn.images:
                 earlier.append((number, await self._measure(image)))
-        text = compose_answer(request.prompt, stats, request.history, earlier=earlier)
-        if request.web_search:
+        wanted = requested_schema(request)
+        if wanted is not None:  # a structured answer: the measurements as JSON
+            text = json.dumps(fill(wanted, stats), indent=2, ensure_ascii=False)
+        else:
+            text = compose_answer(request.prompt, stats, request.history, earlier=earlier)
+        if request.web_search and wanted is None:
             text = text.replace(
                 SWITCH_HINT, "I cannot search the web: I work offline.\n\n" + SWITCH_HINT
             )
@@ -133,6 +141,16 @@ class OfflineProvider:
 
     async def aclose(self) -> None:
         self._stats.clear()
+
+
+def requested_schema(request: TurnRequest) -> dict[str, Any] | None:
+    """The JSON Schema a turn asks for: as ``response_format``, or in its prompt."""
+    fmt = request.options.get("response_format")
+    if isinstance(fmt, dict):
+        inner = (fmt.get("json_schema") or {}).get("schema")
+        if isinstance(inner, dict):
+            return inner
+    return extract_requested_schema(request.prompt)
 
 
 # -- wording ------------------------------------------------------------------

@@ -32,12 +32,15 @@ from ..errors import (
     StreamInterruptedError,
 )
 from ..images import PreparedImage
+from ..ratelimit import RateLimiter
 from ._http import RetryPolicy, Service, make_timeout, send, stream_error
 from .base import ModelInfo, StreamEvent, TextDelta, TurnRequest, TurnResult, UploadProgress
 
-__all__ = ["DEFAULT_BASE_URL", "OneMinAIProvider"]
+__all__ = ["DEFAULT_BASE_URL", "RATE_LIMIT", "OneMinAIProvider"]
 
 DEFAULT_BASE_URL = "https://api.1min.ai"
+#: Requests a minute the service documents for one API key.
+RATE_LIMIT = 180
 CURRENT, LEGACY = "UNIFY_CHAT_WITH_AI", "CHAT_WITH_IMAGE"
 TITLE_LIMIT = 91
 _SERVICE = Service(
@@ -99,6 +102,7 @@ class OneMinAIProvider:
         web_search_words: int = 1000,
         history_limit: int = 10,
         with_memories: bool = False,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         key = api_key or os.environ.get("ONEMIN_API_KEY") or os.environ.get("ONE_MIN_AI_API_KEY")
         if not key:
@@ -121,6 +125,9 @@ class OneMinAIProvider:
         self.web_search_words = web_search_words
         self.history_limit = history_limit
         self.with_memories = with_memories
+        #: Paces every request when set (``visionchat.batch`` sets one at the
+        #: documented RATE_LIMIT); a lone conversation needs none.
+        self.rate_limiter = rate_limiter
         self._client = http_client
         self._owns_client = http_client is None
         self._uploads: dict[str, asyncio.Task[str]] = {}
@@ -143,7 +150,8 @@ class OneMinAIProvider:
 
     async def _json(self, method: str, path: str, **kw: Any) -> Any:
         response = await send(self._http(), lambda: self._request(method, path, **kw),
-                              _SERVICE, self.retry, self._key)  # fmt: skip
+                              _SERVICE, self.retry, key=self._key,
+                              limiter=self.rate_limiter)  # fmt: skip
         try:
             body = await response.aread()
         except httpx.TransportError as exc:
@@ -234,10 +242,12 @@ class OneMinAIProvider:
 
     # -- conversations ---------------------------------------------------------
 
-    async def _conversation_id(self, request: TurnRequest) -> str:
+    async def _conversation_id(self, request: TurnRequest) -> str | None:
         cid = request.session.get("conversation_id")
         if cid:
             return str(cid)
+        if request.options.get("one_off"):
+            return None  # a message without history: no conversation to create
         body = await self._json(
             "POST",
             "/api/conversations",
@@ -276,7 +286,9 @@ class OneMinAIProvider:
                 "that can (conv.models() lists them), or ask without images."
             )
 
-    def _body(self, request: TurnRequest, prompt: str, keys: list[str], cid: str) -> dict[str, Any]:
+    def _body(
+        self, request: TurnRequest, prompt: str, keys: list[str], cid: str | None
+    ) -> dict[str, Any]:
         opts = request.options
         sites = int(opts.get("num_of_site", self.web_search_sites))
         words = int(opts.get("max_word", self.web_search_words))
@@ -295,12 +307,14 @@ class OneMinAIProvider:
                     "maxWord": words,
                 },
             }
+        prompt_object: dict[str, Any] = {"prompt": prompt}
+        if cid:
+            prompt_object["conversationId"] = cid
         return {
             "type": CURRENT,
             "model": request.model,
             "promptObject": {
-                "prompt": prompt,
-                "conversationId": cid,
+                **prompt_object,
                 "attachments": {"images": keys},
                 "settings": {
                     "webSearchSettings": {
@@ -365,7 +379,8 @@ class OneMinAIProvider:
                 lambda: self._request("POST", path, params={"isStreaming": "true"}, json=body),
                 _SERVICE,
                 self.retry,
-                self._key,
+                key=self._key,
+                limiter=self.rate_limiter,
             )
         except BadRequestError as exc:
             raise _legacy_hint(exc) from None
@@ -459,7 +474,7 @@ class OneMinAIProvider:
                 path = url if url.startswith("/") else "/" + url.split("/", 3)[-1]
                 second = await send(
                     self._http(), lambda: self._request("GET", path), _SERVICE, self.retry,
-                    self._key,
+                    key=self._key, limiter=self.rate_limiter,
                 )  # fmt: skip
                 try:
                     async for ev in self._read_raw(second, request):

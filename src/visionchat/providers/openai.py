@@ -28,6 +28,7 @@ from .. import catalog
 from .._secret import Secret
 from ..errors import BadRequestError, NotVisionCapableError, StreamInterruptedError
 from ..images import PreparedImage
+from ..ratelimit import RateLimiter
 from ._http import RetryPolicy, Service, make_timeout, send, stream_error
 from .base import (
     HistoryTurn,
@@ -54,6 +55,7 @@ _OPTIONS = (
     "presence_penalty",
     "frequency_penalty",
     "reasoning_effort",
+    "response_format",
 )
 # Listed models that cannot take an image: not chat models at all (embeddings,
 # speech, image generation...), or chat models known to be text-only.
@@ -103,6 +105,7 @@ class OpenAIProvider:
         max_retries: int = 3,
         retry_backoff: float = 0.5,
         http_client: httpx.AsyncClient | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         if detail not in DETAILS:
             raise ValueError(f"detail must be one of {', '.join(DETAILS)}, not {detail!r}")
@@ -121,6 +124,9 @@ class OpenAIProvider:
         )
         self._client = http_client
         self._owns_client = http_client is None
+        #: Paces every request when set; ``visionchat.batch`` sets one and it
+        #: learns the server's limit from its ``x-ratelimit-*`` headers.
+        self.rate_limiter = rate_limiter
 
     def __repr__(self) -> str:
         key = "'***'" if self._key is not None else "None"
@@ -157,7 +163,8 @@ class OpenAIProvider:
                 "GET", self.base_url + "/models", headers=self._headers()
             )
 
-        response = await send(self._http(), build, self._service, self.retry, self._key)
+        response = await send(self._http(), build, self._service, self.retry,
+                              key=self._key, limiter=self.rate_limiter)  # fmt: skip
         try:
             body = json.loads(await response.aread() or b"{}")
         except ValueError:
@@ -217,10 +224,13 @@ class OpenAIProvider:
         try:
             response = await self._post(body)
         except BadRequestError as exc:
-            # Older servers reject stream_options; usage is then simply not reported.
-            if "stream_options" not in str(exc):
+            # Older servers reject stream_options (usage is then simply not
+            # reported) or structured output (the prompt still asks for JSON).
+            dropped = [k for k in ("stream_options", "response_format") if k in str(exc)]
+            if not dropped or not all(k in body for k in dropped):
                 raise
-            del body["stream_options"]
+            for key in dropped:
+                del body[key]
             response = await self._post(body)
         parsed = _Stream(request.model, self._key)
         try:
@@ -260,7 +270,8 @@ class OpenAIProvider:
                 "POST", self.base_url + "/chat/completions", content=payload, headers=headers
             )
 
-        return await send(self._http(), build, self._service, self.retry, self._key)
+        return await send(self._http(), build, self._service, self.retry,
+                              key=self._key, limiter=self.rate_limiter)  # fmt: skip
 
 
 def _text_of(piece: Any) -> str:

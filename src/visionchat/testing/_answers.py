@@ -8,12 +8,17 @@ clients of the legacy raw stream must decode split characters correctly.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from .._image_stats import measure
+from .._schema_fill import fill
+from ..schema import extract_requested_schema
 
-__all__ = ["compose", "credits_for", "tokens"]
+__all__ = ["compose", "credits_for", "structured", "tokens"]
 
 
 def describe(data: bytes) -> str:
@@ -28,6 +33,16 @@ def describe(data: bytes) -> str:
     )
 
 
+def structured(schema: dict[str, Any], images: Sequence[bytes], *, fenced: bool) -> str:
+    """A JSON answer of ``schema``'s shape from the measurements (fenced as models often do)."""
+    stats = []
+    for data in images[:1]:
+        with contextlib.suppress(Exception):
+            stats.append(measure(data, marks=True))
+    text = json.dumps(fill(schema, stats), ensure_ascii=False)
+    return f"```json\n{text}\n```" if fenced else text
+
+
 def compose(
     prompt: str,
     images: Sequence[bytes],
@@ -36,6 +51,9 @@ def compose(
     turn: int = 1,
     earlier: Sequence[str] = (),
 ) -> str:
+    wanted = extract_requested_schema(prompt)
+    if wanted is not None:
+        return structured(wanted, images, fenced=True)
     parts = [f"[{model} via the visionchat emulator]"]
     if images:
         parts.append(f"I received {len(images)} image{'s' if len(images) != 1 else ''}.")

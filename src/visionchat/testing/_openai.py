@@ -83,7 +83,12 @@ def chat(emu: Emulator, req: Request) -> JSONResponse | StreamResponse:
         return images
     prompt = _text(last.get("content"))
     earlier = [_text(m.get("content")) for m in users[:-1]]
-    default = _answers.compose(prompt, images, model=model, turn=len(users), earlier=earlier)
+    fmt = body.get("response_format")
+    wanted = ((fmt or {}).get("json_schema") or {}).get("schema") if isinstance(fmt, dict) else None
+    if isinstance(wanted, dict):  # structured output: bare JSON, as the real API sends
+        default = _answers.structured(wanted, images, fenced=False)
+    else:
+        default = _answers.compose(prompt, images, model=model, turn=len(users), earlier=earlier)
     answer = emu.take_answer(default)
     cin, cout = _answers.credits_for(prompt, images, answer)
     emu.bill(cin + cout)

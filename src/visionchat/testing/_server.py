@@ -9,8 +9,11 @@ next matching requests, which makes every failure reproducible in a test.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
+import math
+import random
 import socket
 import struct
 import sys
@@ -114,6 +117,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    extra_headers: dict[str, str] = {}  # noqa: RUF012 (set per request, never mutated)
     # Send each chunk at once: with Nagle's algorithm a small first chunk on a
     # reused connection waits ~40 ms for the client's delayed ACK.
     disable_nagle_algorithm = True
@@ -143,12 +147,27 @@ class Emulator:
         *,
         port: int = 0,
         chunk_delay: float = 0.0,
+        latency: float | tuple[float, float] = 0.0,
+        rate_limit: int | None = None,
+        rate_window: float = 60.0,
+        seed: int = 0,
         verbose: bool = False,
     ) -> None:
         from . import _oneminai, _openai
 
         self.api_key = api_key
         self.chunk_delay = chunk_delay
+        #: Seconds before a chat answer starts: a number, or (low, high) drawn
+        #: uniformly per request (seeded, so a run is reproducible).
+        self.latency = latency
+        #: At most ``rate_limit`` API requests in any ``rate_window`` seconds
+        #: (1min.ai documents 180 a minute); past it a 429 with Retry-After.
+        self.rate_limit = rate_limit
+        self.rate_window = rate_window
+        #: Whether a 429 says when to come back (the service does not promise to).
+        self.rate_limit_retry_after = True
+        self._random = random.Random(seed)
+        self._accepted: collections.deque[float] = collections.deque()
         self.verbose = verbose
         self.legacy_mode = "stream"  # "stream" | "two_step" | "unsupported"
         self.next_answer: str | None = None
@@ -219,6 +238,8 @@ class Emulator:
             self.pending_streams: dict[str, str] = {}
             self.billed_turns = 0
             self.credits_billed = 0
+            self.throttled = 0  # requests refused with a 429 by the rate limit
+            self._accepted.clear()
             self._faults: list[Fault] = []
             self.next_answer = None
             self.legacy_mode = "stream"
@@ -268,6 +289,9 @@ class Emulator:
             except ValueError:
                 req.json = None
         self._record(req)
+        h.extra_headers = {}
+        if self._over_rate_limit(h, req):
+            return
         faults = self._take_faults(req.path)
         for f in faults:
             if f.kind in _BEFORE:
@@ -277,6 +301,8 @@ class Emulator:
         if route is None:
             self._send_json(h, JSONResponse(404, {"message": f"Cannot {req.method} {req.path}"}))
             return
+        if req.path.startswith(CHAT_PATHS):
+            self._wait_latency()
         try:
             resp = route(self, req)
         except Exception as exc:  # an emulator bug must show, not hang the client
@@ -286,6 +312,49 @@ class Emulator:
             self._send_json(h, resp)
         else:
             self._stream(h, resp, [f for f in faults if f.kind not in _BEFORE])
+
+    def _over_rate_limit(self, h: _Handler, req: Request) -> bool:
+        """Refuse a request past the sliding-window limit (answered here); else count it."""
+        limit = self.rate_limit
+        if not limit or not req.path.startswith(("/api/", "/v1/", "/models")):
+            return False
+        now = time.monotonic()
+        with self._lock:
+            window = self._accepted
+            while window and window[0] <= now - self.rate_window:
+                window.popleft()
+            refused = len(window) >= limit
+            if refused:
+                self.throttled += 1
+                wait = window[0] + self.rate_window - now
+            else:
+                window.append(now)
+            remaining = max(0, limit - len(window))
+            reset = (window[0] + self.rate_window - now) if window else 0.0
+        if req.path.startswith("/v1/"):  # OpenAI-style servers say their limits
+            h.extra_headers = {
+                "x-ratelimit-limit-requests": str(limit),
+                "x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-reset-requests": f"{max(reset, 0.0):.3f}s",
+            }
+        if not refused:
+            return False
+        headers: dict[str, str] = {}
+        if self.rate_limit_retry_after:
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        body = {"message": "Too many requests, please slow down."}
+        self._send_json(h, JSONResponse(429, body, headers))
+        return True
+
+    def _wait_latency(self) -> None:
+        latency = self.latency
+        if isinstance(latency, tuple):
+            with self._lock:
+                delay = self._random.uniform(*latency)
+        else:
+            delay = float(latency)
+        if delay > 0:
+            self._stop.wait(delay)
 
     def _record(self, req: Request) -> None:
         secret = {"api-key", "authorization"}
@@ -327,7 +396,7 @@ class Emulator:
             h.send_response(status)
             h.send_header("Content-Type", kind)
             h.send_header("Content-Length", str(len(payload)))
-            for k, v in headers.items():
+            for k, v in {**h.extra_headers, **headers}.items():
                 h.send_header(k, v)
             h.end_headers()
             h.wfile.write(payload)
@@ -384,6 +453,8 @@ class Emulator:
             h.send_header("Content-Type", resp.content_type)
             h.send_header("Cache-Control", "no-cache")
             h.send_header("Transfer-Encoding", "chunked")
+            for k, v in h.extra_headers.items():
+                h.send_header(k, v)
             h.end_headers()
             h.wfile.flush()
             for i, chunk in enumerate(chunks):

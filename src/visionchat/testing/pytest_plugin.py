@@ -33,5 +33,9 @@ def emulator(_visionchat_emulator_server: Emulator) -> Iterator[Emulator]:
     emu.reset()
     emu.api_key = API_KEY
     emu.chunk_delay = 0.0
+    emu.latency = 0.0
+    emu.rate_limit = None
+    emu.rate_window = 60.0
+    emu.rate_limit_retry_after = True
     yield emu
     emu.reset()
