@@ -399,3 +399,31 @@ def test_ctrl_c_keeps_every_finished_row_and_a_rerun_sends_the_rest(
     assert again["error"].isna().all()
     assert int(again["cached"].sum()) == int(answered.sum())
     assert paths(emu)["/api/chat-with-ai"] == 12 - int(answered.sum())
+
+
+def test_progress_views_update_a_few_times_a_second_however_fast_answers_come(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from visionchat import _batch_progress
+
+    now = [100.0]
+    monkeypatch.setattr(_batch_progress.time, "monotonic", lambda: now[0])
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    view = _batch_progress.TextProgress(out)
+    p = visionchat.BatchProgress(total=1000, phase="sending", to_send=1000, sending_since=100.0)
+    for _ in range(1000):  # 1000 answers in one second of (fake) time
+        p.answered += 1
+        now[0] += 0.001
+        view(p)
+    p.phase = "done"
+    view(p)
+    lines = out.getvalue().split("\r")
+    assert 2 <= len(lines) - 1 <= 4  # the first update, one every 0.5 s, and the final one
+    assert "1000/1000 answered" in lines[-1] and lines[-1].endswith("\n")
