@@ -355,3 +355,30 @@ def test_secrets_compare_by_value_without_exposing_it() -> None:
     assert a.redact(f"x {KEY} y {KEY}") == "x *** y ***" and a.occurs_in(f"..{KEY}..")
     with pytest.raises(TypeError, match="empty"):
         Secret("")
+
+
+@pytest.mark.parametrize("backend", ("1min", "openai"))
+def test_a_batch_keeps_the_key_out_of_its_table_cache_progress_and_logs(
+    backend: str, emu: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import visionchat
+
+    url = emu.base_url + ("/v1" if backend == "openai" else "")
+    cache = tmp_path / "answers.sqlite"
+    seen: list[object] = []
+    caplog.set_level(logging.DEBUG)
+    table = visionchat.batch([RED, BLUE], "What colour?", schema={"colour": str},
+                             provider=backend, api_key=KEY, base_url=url, cache=cache,
+                             progress=lambda p: seen.append(repr(p)))  # fmt: skip
+    refused = visionchat.batch([RED], "What colour?", provider=backend, api_key=KEY[::-1] + "x",
+                               base_url=url, progress=False)  # fmt: skip
+    assert table["error"].isna().all() and refused["error"].notna().all()
+    surfaces = {
+        "table": table.to_csv() + repr(table.attrs) + refused.to_csv(),
+        "cache": cache.read_bytes().decode("latin-1"),
+        "progress": "".join(map(str, seen)),
+        "logs": caplog.text,
+    }
+    for name, text in surfaces.items():
+        assert KEY not in text, f"the key is in the batch's {name}"
+    assert not leaks_in_graph(table, refused)[0]
