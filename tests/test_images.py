@@ -392,6 +392,17 @@ def test_encoding_follows_content() -> None:
         prepare_image(photo_like(10, 10), format="gif")
 
 
+def test_jpeg_keeps_colour_detail_down_the_image() -> None:
+    # Rows alternate red and blue.  Chroma at half height (JPEG's usual 4:2:0)
+    # would blend each pair into one purple; full height keeps both colours.
+    rows = np.zeros((240, 320, 3), np.uint8)
+    odd = np.arange(240) % 2 == 1
+    rows[~odd], rows[odd] = (200, 40, 40), (40, 40, 200)
+    p = prepare_image(Image.fromarray(rows), format="jpeg")
+    out = np.asarray(decoded(p).convert("RGB"), dtype=np.float64)
+    assert np.abs(out - rows).mean() < 5  # 4:2:0 gives 58
+
+
 def test_thumbnail_and_reprs() -> None:
     p = prepare_image(photo_like(1200, 600))
     thumb = Image.open(io.BytesIO(p.thumbnail))

