@@ -386,10 +386,15 @@ def _open_bytes(data: bytes, source: str, limits: _Limits) -> tuple[Image.Image,
 
 
 def _transposed(img: Image.Image) -> bool:
+    return _orientation(img) in (5, 6, 7, 8)
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag, 1 (as stored) when absent or unreadable."""
     try:
-        return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+        return int(img.getexif().get(0x0112, 1))
     except Exception:
-        return False
+        return 1
 
 
 def _from_pil(img: Image.Image, source: str) -> Image.Image:
@@ -400,7 +405,8 @@ def _from_pil(img: Image.Image, source: str) -> Image.Image:
         w, h = img.size
         if w == 0 or h == 0:
             raise ImageError(f"{source} has no pixels ({w}×{h}).")
-        img = ImageOps.exif_transpose(img) or img
+        if _orientation(img) != 1:  # exif_transpose copies even an upright image
+            img = ImageOps.exif_transpose(img) or img
         return _normalize_mode(img)
     except ImageError:
         raise
@@ -467,8 +473,9 @@ def _finish(
         img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     mime = mime or _choose_mime(img)
     data = _encode(img, mime, quality)
-    thumb = img.copy()
-    thumb.thumbnail((THUMBNAIL_EDGE, THUMBNAIL_EDGE), Image.Resampling.LANCZOS)
+    # Straight from the prepared image: thumbnail() would first copy all of it.
+    thumb_size = _Limits(THUMBNAIL_EDGE, THUMBNAIL_EDGE**2).target(*img.size)
+    thumb = img.resize(thumb_size, Image.Resampling.LANCZOS, reducing_gap=2.0)
     thumb_mime = "image/jpeg" if mime == "image/jpeg" else "image/png"
     return PreparedImage(
         data=data,
