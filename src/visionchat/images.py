@@ -36,6 +36,12 @@ JPEG_QUALITY = 85
 # full-quality resize, 4:2:2 is 41.2 dB for 24% more bytes, 4:4:4 is 41.9 dB
 # for 64% more; raising the quality under 4:2:0 costs more bytes per dB.
 JPEG_SUBSAMPLING = "4:2:2"
+# Bicubic rather than LANCZOS: two lobes instead of three, so 0.6x the time on
+# a 4K screenshot (where resizing was half the work), 42.6 dB from a LANCZOS
+# resize there, and on a draft-decoded photo closer to a full-size LANCZOS
+# resize than LANCZOS itself (50.2 vs 50.1 dB).  CLIP-style vision encoders
+# resample bicubically too.
+RESAMPLE = Image.Resampling.BICUBIC
 URL_TIMEOUT = 20.0  # seconds, connect and between bytes
 MAX_DOWNLOAD_BYTES = 50_000_000
 
@@ -470,7 +476,7 @@ def _finish(
     target = limits.target(*original_size)
     resized = target != original_size
     if img.size != target:
-        img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        img = img.resize(target, RESAMPLE, reducing_gap=3.0)
     mime = mime or _choose_mime(img)
     data = _encode(img, mime, quality)
     # Straight from the prepared image: thumbnail() would first copy all of it.
