@@ -529,6 +529,11 @@ def _encode(img: Image.Image, mime: str, quality: int) -> bytes:
     elif mime == "image/webp":
         img.save(buf, format="WEBP", quality=quality, method=4)
     else:
+        # Level 6: on a 4K screenshot level 3 takes 0.7x the encode time for 24%
+        # more bytes, and bytes are paid again whenever an OpenAI-compatible
+        # server is sent the earlier turns.  A palette PNG (exact when there are
+        # at most 256 colours) would be half the bytes, but Pillow's exact
+        # quantizer costs more time than the RGB encode it replaces.
         img.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
