@@ -392,6 +392,39 @@ def test_encoding_follows_content() -> None:
         prepare_image(photo_like(10, 10), format="gif")
 
 
+def screenshot_like(w: int, h: int) -> Image.Image:
+    """Flat panels and text-like strokes: what a screenshot of an app looks like."""
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", (w, h), (246, 246, 246))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, w, 30), fill=(40, 44, 52))
+    for row in range(50, h - 20, 18):
+        for x in range(20, w - 60, 70):
+            draw.rectangle((x, row, x + 50, row + 7), fill=(60, 60, 60))
+    return img
+
+
+@pytest.mark.parametrize("max_edge", [None, 640])
+def test_png_of_a_screenshot_is_the_prepared_pixels_exactly(max_edge: int | None) -> None:
+    img = screenshot_like(1200, 700)
+    p = prepare_image(img, max_edge=max_edge)
+    assert p.mime == "image/png" and p.resized == (max_edge is not None)
+    expected = img.resize((p.width, p.height), visionchat.images.RESAMPLE, reducing_gap=3.0)
+    assert np.array_equal(np.asarray(decoded(p)), np.asarray(expected))
+
+
+def test_jpeg_keeps_colour_detail_down_the_image() -> None:
+    # Rows alternate red and blue.  Chroma at half height (JPEG's usual 4:2:0)
+    # would blend each pair into one purple; full height keeps both colours.
+    rows = np.zeros((240, 320, 3), np.uint8)
+    odd = np.arange(240) % 2 == 1
+    rows[~odd], rows[odd] = (200, 40, 40), (40, 40, 200)
+    p = prepare_image(Image.fromarray(rows), format="jpeg")
+    out = np.asarray(decoded(p).convert("RGB"), dtype=np.float64)
+    assert np.abs(out - rows).mean() < 5  # 4:2:0 gives 58
+
+
 def test_thumbnail_and_reprs() -> None:
     p = prepare_image(photo_like(1200, 600))
     thumb = Image.open(io.BytesIO(p.thumbnail))
