@@ -53,6 +53,8 @@ def describe(p: BatchProgress) -> str:
         parts.append(f"ETA {_duration(p.eta)}")
     else:
         parts.append(f"took {_duration(p.elapsed)}")
+    if p.estimated_price:
+        parts.append(f"estimated price {_number(p.estimated_price)}")
     if p.credits is not None:
         parts.append(f"{_number(p.credits)} credits")
     elif p.tokens is not None:
