@@ -31,7 +31,7 @@ from ..errors import (
     StreamInterruptedError,
 )
 from ..images import PreparedImage
-from ._http import RetryPolicy, Service, make_timeout, send, stream_error
+from ._http import RetryPolicy, Service, finish_body, make_timeout, send, stream_error
 from .base import ModelInfo, StreamEvent, TextDelta, TurnRequest, TurnResult, UploadProgress
 
 __all__ = ["DEFAULT_BASE_URL", "OneMinAIProvider"]
@@ -411,8 +411,10 @@ class OneMinAIProvider:
         text = ""
         result: TurnResult | None = None
         try:
-            async for sse in EventSource(response).aiter_sse():
+            events = EventSource(response).aiter_sse()
+            async for sse in events:
                 if sse.data.strip() == "[DONE]" or sse.event == "done":
+                    await finish_body(events)
                     break
                 try:
                     data = json.loads(sse.data) if sse.data else {}

@@ -27,7 +27,7 @@ from httpx_sse import EventSource
 from .. import catalog
 from ..errors import BadRequestError, NotVisionCapableError, StreamInterruptedError
 from ..images import PreparedImage
-from ._http import RetryPolicy, Service, make_timeout, send, stream_error
+from ._http import RetryPolicy, Service, finish_body, make_timeout, send, stream_error
 from .base import (
     HistoryTurn,
     ModelInfo,
@@ -225,11 +225,13 @@ class OpenAIProvider:
                 async for event in _whole_answer(await response.aread(), request.model):
                     yield event
             elif ctype == "text/event-stream":
-                async for sse in EventSource(response).aiter_sse():  # once per chunk: lean
+                events = EventSource(response).aiter_sse()
+                async for sse in events:  # once per chunk: lean
                     piece = parsed.feed(sse.data, self._service)
                     if piece:
                         yield TextDelta(piece)
                     elif parsed.finished and sse.data == "[DONE]":
+                        await finish_body(events)
                         break
                 yield parsed.result(self._service)
             else:  # a proxy's or captive portal's page, a wrong base_url
