@@ -22,12 +22,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from httpx_sse import EventSource
 
 from .. import catalog
 from ..errors import BadRequestError, NotVisionCapableError, StreamInterruptedError
 from ..images import PreparedImage
 from ._http import RetryPolicy, Service, finish_body, make_timeout, send, stream_error
+from ._sse import SSEParser
 from .base import (
     HistoryTurn,
     ModelInfo,
@@ -225,13 +225,17 @@ class OpenAIProvider:
                 async for event in _whole_answer(await response.aread(), request.model):
                     yield event
             elif ctype == "text/event-stream":
-                events = EventSource(response).aiter_sse()
-                async for sse in events:  # once per chunk: lean
-                    piece = parsed.feed(sse.data, self._service)
-                    if piece:
-                        yield TextDelta(piece)
-                    elif parsed.finished and sse.data == "[DONE]":
-                        await finish_body(events)
+                sse = SSEParser()
+                blocks = response.aiter_text()
+                async for block in blocks:  # once per chunk: lean
+                    for _event, data in sse.feed(block):
+                        piece = parsed.feed(data, self._service)
+                        if piece:
+                            yield TextDelta(piece)
+                        elif parsed.done:
+                            break
+                    if parsed.done:
+                        await finish_body(blocks)
                         break
                 yield parsed.result(self._service)
             else:  # a proxy's or captive portal's page, a wrong base_url
@@ -297,19 +301,20 @@ async def _whole_answer(raw: bytes, model: str) -> AsyncIterator[StreamEvent]:
 class _Stream:
     """The state of one streamed answer: text so far, usage, whether it ended."""
 
-    __slots__ = ("finished", "model", "named", "parts", "usage")
+    __slots__ = ("done", "finished", "model", "named", "parts", "usage")
 
     def __init__(self, model: str) -> None:
         self.parts: list[str] = []  # joined only when needed: += on an attribute copies
         self.usage: Usage | None = None
-        self.finished = False
+        self.finished = False  # an end marker came: [DONE] or a finish_reason
+        self.done = False  # [DONE] came: nothing after it belongs to the answer
         self.named = False
         self.model = model
 
     def feed(self, data: str, service: Service) -> str:
         """One event's data; returns the new text (often the only thing in it)."""
         if data == "[DONE]":
-            self.finished = True
+            self.finished = self.done = True
             return ""
         if not data:
             return ""
