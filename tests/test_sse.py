@@ -24,51 +24,57 @@ _END = st.sampled_from(["\n", "\r\n", "\r"])
 
 
 @st.composite
-def streams(draw: st.DrawFn) -> tuple[str, list[int]]:
+def streams(draw: st.DrawFn) -> tuple[bytes, list[int]]:
     lines = draw(st.lists(st.tuples(_LINE, _END), max_size=30))
     text = "".join(line + end for line, end in lines) + draw(st.sampled_from(["", "data: cut"]))
-    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=8)))
-    return text, cuts
+    raw = text.encode()
+    cuts = sorted(draw(st.lists(st.integers(0, len(raw)), max_size=8)))  # also inside a character
+    return raw, cuts
 
 
-def blocks(text: str, cuts: list[int]) -> list[str]:
-    bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+def blocks(raw: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = [0, *cuts, len(raw)]
+    return [raw[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def reference(parts: list[str]) -> list[tuple[str, str]]:
+def reference(parts: list[bytes]) -> list[tuple[str, str]]:
     response = httpx.Response(
-        200,
-        headers={"content-type": "text/event-stream"},
-        content=iter([p.encode() for p in parts]),
+        200, headers={"content-type": "text/event-stream"}, content=iter(parts)
     )
     return [(e.event, e.data) for e in EventSource(response).iter_sse()]
 
 
-def parse(parts: list[str]) -> list[tuple[str, str]]:
+def parse(parts: list[bytes]) -> list[tuple[str, str]]:
     parser = SSEParser()
     return [event for part in parts for event in parser.feed(part)]
 
 
 @given(streams())
-def test_same_events_as_httpx_sse_however_the_text_is_split(stream: tuple[str, list[int]]) -> None:
+def test_same_events_as_httpx_sse_however_the_bytes_are_split(
+    stream: tuple[bytes, list[int]],
+) -> None:
     parts = blocks(*stream)
     assert parse(parts) == reference(parts)
 
 
 def test_a_reply_as_the_services_send_it() -> None:
-    text = (
+    raw = (
         ': keep-alive\n\ndata: {"choices": []}\n\n'
-        "event: content\r\ndata: one\r\ndata: two\r\n\r\n"
+        "event: content\r\ndata: één\r\ndata: two\r\n\r\n"
         "event: done\ndata: {}\n\n"
         "data: [DONE]\n\ndata: never ended"
-    )
+    ).encode()
     expected = [
         ("message", '{"choices": []}'),
-        ("content", "one\ntwo"),
+        ("content", "één\ntwo"),
         ("done", "{}"),
         ("message", "[DONE]"),
     ]
-    assert parse([text]) == expected
-    assert parse(list(text)) == expected  # one character at a time: CRLF split too
-    assert reference([text]) == expected
+    assert parse([raw]) == expected
+    # one byte at a time: CRLF and the two-byte characters split too
+    assert parse([raw[i : i + 1] for i in range(len(raw))]) == expected
+    assert reference([raw]) == expected
+
+
+def test_invalid_utf8_is_replaced_not_fatal() -> None:
+    assert parse([b"data: caf\xc3", b"\xa9 \xff!\n\n"]) == [("message", "caf\u00e9 \ufffd!")]

@@ -1,13 +1,16 @@
-"""Server-sent events, parsed from the text blocks of a streamed response.
+"""Server-sent events, parsed from the byte blocks of a streamed response.
 
 Why not httpx-sse: it hands each event through two more async generators
 (lines, then events) and builds an event object per event.  A reply streams
 one event per chunk, thousands of them, and that layering was a sixth of the
 client's CPU time per chunk (``benchmarks/bench_client.py``).  Here one
-synchronous call turns a block of text into the events it completes, so the
-provider's own loop is the only async step per block.
+synchronous call turns a block of bytes into the events it completes, so the
+provider's own loop is the only async step per block.  It takes bytes, not
+httpx's decoded text, because an event stream is UTF-8 whatever the headers
+say, and ``aiter_text`` would be one more async generator per chunk.
 
 The parsing follows the WHATWG event-stream rules the providers rely on:
+UTF-8 (a character may straddle two blocks; invalid bytes become U+FFFD),
 lines end in CR, LF or CRLF (also split across blocks), a line starting with
 ``:`` is a comment, one space after the colon is dropped, several ``data``
 lines join with LF, and a blank line ends an event.  ``id`` and ``retry`` are
@@ -19,20 +22,24 @@ is discarded when the stream ends.
 
 from __future__ import annotations
 
+import codecs
+
 __all__ = ["SSEParser"]
 
 
 class SSEParser:
-    """Feed it text blocks in order; it returns ``(event, data)`` per complete event."""
+    """Feed it byte blocks in order; it returns ``(event, data)`` per complete event."""
 
-    __slots__ = ("_data", "_event", "_tail")
+    __slots__ = ("_data", "_decode", "_event", "_tail")
 
     def __init__(self) -> None:
+        self._decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
         self._tail = ""  # an unfinished line (and a CR that may be half of a CRLF)
         self._event = ""
         self._data: list[str] = []
 
-    def feed(self, text: str) -> list[tuple[str, str]]:
+    def feed(self, block: bytes) -> list[tuple[str, str]]:
+        text = self._decode(block)
         if self._tail:
             text = self._tail + text
         if "\r" in text:

@@ -413,7 +413,7 @@ class OneMinAIProvider:
         ended = False
         sse = SSEParser()
         try:
-            blocks = response.aiter_text()
+            blocks = response.aiter_bytes()
             async for block in blocks:
                 for event, raw in sse.feed(block):
                     if raw.strip() == "[DONE]" or event == "done":

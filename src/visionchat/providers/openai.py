@@ -226,7 +226,7 @@ class OpenAIProvider:
                     yield event
             elif ctype == "text/event-stream":
                 sse = SSEParser()
-                blocks = response.aiter_text()
+                blocks = response.aiter_bytes()
                 async for block in blocks:  # once per chunk: lean
                     for _event, data in sse.feed(block):
                         piece = parsed.feed(data, self._service)
