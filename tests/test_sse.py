@@ -13,8 +13,9 @@ from visionchat.providers._sse import SSEParser
 
 # id and retry lines are left out: httpx-sse delivers an event that has only
 # those, with empty data, while the parser (which ignores them) does not.
+_VALUE = st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=12)
 _LINE = st.one_of(
-    st.builds("data: {}".format, st.text(st.characters(blacklist_characters="\r\n"), max_size=12)),
+    st.builds("data: {}".format, _VALUE),
     st.builds("data:{}".format, st.sampled_from(["x", " two  spaces", "", '{"a": 1}'])),
     st.sampled_from(
         ["data", "event: content", "event:done", "event", ": a comment", ":", "foo: bar", "", ""]
@@ -74,6 +75,12 @@ def test_a_reply_as_the_services_send_it() -> None:
     # one byte at a time: CRLF and the two-byte characters split too
     assert parse([raw[i : i + 1] for i in range(len(raw))]) == expected
     assert reference([raw]) == expected
+
+
+def test_an_event_ending_in_cr_is_delivered_without_waiting_for_the_next_block() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: x\r\n\r") == [("message", "x")]
+    assert parser.feed(b"\ndata: y\r\r") == [("message", "y")]  # that LF paired the CR
 
 
 def test_invalid_utf8_is_replaced_not_fatal() -> None:

@@ -11,7 +11,8 @@ say, and ``aiter_text`` would be one more async generator per chunk.
 
 The parsing follows the WHATWG event-stream rules the providers rely on:
 UTF-8 (a character may straddle two blocks; invalid bytes become U+FFFD),
-lines end in CR, LF or CRLF (also split across blocks), a line starting with
+lines end in CR, LF or CRLF (a CRLF may be split across blocks; a CR ends
+its line at once), a line starting with
 ``:`` is a comment, one space after the colon is dropped, several ``data``
 lines join with LF, and a blank line ends an event.  ``id`` and ``retry`` are
 ignored: they serve to resume a broken stream, and a billed turn is never
@@ -30,26 +31,28 @@ __all__ = ["SSEParser"]
 class SSEParser:
     """Feed it byte blocks in order; it returns ``(event, data)`` per complete event."""
 
-    __slots__ = ("_data", "_decode", "_event", "_tail")
+    __slots__ = ("_data", "_decode", "_event", "_skip_lf", "_tail")
 
     def __init__(self) -> None:
         self._decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
-        self._tail = ""  # an unfinished line (and a CR that may be half of a CRLF)
+        self._tail = ""  # an unfinished line
+        self._skip_lf = False  # the last block ended in CR: an LF first in the next is its pair
         self._event = ""
         self._data: list[str] = []
 
     def feed(self, block: bytes) -> list[tuple[str, str]]:
         text = self._decode(block)
+        if self._skip_lf and text:
+            self._skip_lf = False
+            if text[0] == "\n":
+                text = text[1:]
         if self._tail:
             text = self._tail + text
         if "\r" in text:
-            cr = text.endswith("\r")  # its LF, if any, is in the next block
-            lines = (text[:-1] if cr else text).replace("\r\n", "\n").replace("\r", "\n")
-            split = lines.split("\n")
-            self._tail = split.pop() + ("\r" if cr else "")
-        else:
-            split = text.split("\n")
-            self._tail = split.pop()
+            self._skip_lf = text[-1] == "\r"
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        split = text.split("\n")
+        self._tail = split.pop()
         out: list[tuple[str, str]] = []
         data = self._data
         for line in split:
