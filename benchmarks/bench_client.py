@@ -19,7 +19,8 @@ from a separate process, so this process's CPU time is the client's alone.
 Printed per client (median of ``--runs``, clients interleaved): CPU time per
 10,000 chunks and time to first delta, then visionchat's ratios.  Every client
 has made a request before it is timed, so each starts from a warm connection
-and, where it has one, a running loop thread.  A ratio is the median of the
+and, where it has one, a running loop thread.  A first request in a fresh
+process is timed apart (cold first delta), from creating the client.  A ratio is the median of the
 ratios within each round, the two clients timed moments apart, so that the
 load of a shared machine, which drifts between rounds, cancels out.  Target:
 within 1.2x of raw httpx in CPU and in time to first delta, and ahead of the SDK.
@@ -266,11 +267,54 @@ def measure(base: str, chunks: int, runs: int) -> tuple[dict[str, list[Run]], li
     return results, list(clients)
 
 
+_COLD_CLIENTS: dict[str, Callable[[str], Callable[[], Iterator[str]]]] = {
+    "raw httpx": raw_httpx,
+    "raw async": raw_httpx_async,
+    "visionchat": visionchat_client,
+}
+
+
+def cold_child(name: str, base: str) -> None:
+    """In a fresh process: time from creating the client to the first delta.
+
+    Imports are done first (they are the same whether or not a request
+    follows); what is timed is what a first request pays: the client with
+    its TLS context, a new connection, and for the async clients the loop
+    thread and the asyncio backend httpcore loads on first use.
+    """
+    import visionchat.conversation
+    import visionchat.providers.openai  # noqa: F401
+
+    t0 = time.perf_counter()
+    for _ in _COLD_CLIENTS[name](base)():
+        print(time.perf_counter() - t0)
+        return
+
+
+def measure_cold(base: str, rounds: int) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {name: [] for name in _COLD_CLIENTS}
+    for _ in range(rounds):
+        for name in _COLD_CLIENTS:
+            out = subprocess.run(
+                [sys.executable, __file__, "--cold-child", name, base],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""},
+            )
+            found[name].append(float(out.stdout))
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--cold-child", nargs=2, metavar=("CLIENT", "BASE_URL"), help="internal")
     args = parser.parse_args(argv)
+    if args.cold_child:
+        cold_child(*args.cold_child)
+        return 0
 
     # CPU on a long reply; time to first delta on a short one (the emulator
     # builds a reply's chunks before sending the first, ~40 ms for 10,000)
@@ -278,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         long = measure(base, args.chunks, args.runs)
     with emulator(20) as base:
         short = measure(base, 20, args.runs * 4)
+        cold = measure_cold(base, args.runs)
     if long is None or short is None:
         return 1
     (runs, names), (short_runs, _) = long, short
@@ -313,6 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"first delta, visionchat / raw httpx: {first_raw:.2f}x   (target <= 1.2x)")
     print(f"first delta, visionchat / raw async: {ratio(vc, 'raw async', 'first'):.2f}x")
     print(f"first delta, visionchat / openai SDK: {ratio(vc, 'openai SDK', 'first'):.2f}x")
+    print()
+    print(f"cold first delta (a fresh process each, from creating the client; {args.runs} rounds):")
+    for name, times in cold.items():
+        print(f"  {name:<12} {statistics.median(times) * 1000:>8.1f} ms")
+    cold_raw = statistics.median(
+        v / r for v, r in zip(cold["visionchat"], cold["raw httpx"], strict=True)
+    )
+    cold_async = statistics.median(
+        v / r for v, r in zip(cold["visionchat"], cold["raw async"], strict=True)
+    )
+    print(f"cold, visionchat / raw httpx: {cold_raw:.2f}x, / raw async: {cold_async:.2f}x")
     return 0
 
 
