@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -86,6 +87,30 @@ def test_streamed_turn_with_two_images(emulator: Emulator) -> None:
     assert body["promptObject"]["settings"]["webSearchSettings"]["webSearch"] is False
     assert "api-key" not in {k.lower() for k in chat.headers_without_key}
     assert all(name.endswith(".png") for r in emulator.requests for name in r.files)
+
+
+def test_turns_share_one_connection(emulator: Emulator) -> None:
+    # The stream is read past its "done" event, so its connection is reused.
+    local_ports: list[int] = []
+
+    async def note(response: httpx.Response) -> None:
+        if response.request.url.path == "/api/chat-with-ai":
+            stream = response.extensions["network_stream"]
+            local_ports.append(stream.get_extra_info("client_addr")[1])
+
+    async def go() -> list[str]:
+        async with httpx.AsyncClient(event_hooks={"response": [note]}) as client:
+            p = provider(emulator, http_client=client)
+            session: dict[str, Any] = {}
+            texts = []
+            for q in ("one", "two", "three"):
+                evs = [e async for e in p.stream(TurnRequest(q, "gpt-4o", session=session))]
+                texts.append("".join(e.text for e in evs if isinstance(e, TextDelta)))
+            return texts
+
+    texts = asyncio.run(go())
+    assert len(texts) == 3 and all(texts)
+    assert len(local_ports) == 3 and len(set(local_ports)) == 1
 
 
 def test_follow_ups_send_only_the_new_turn(emulator: Emulator) -> None:

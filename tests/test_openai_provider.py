@@ -155,6 +155,28 @@ def test_streaming_is_incremental(emulator: Emulator) -> None:
     assert seen[-1] - seen[0] >= 0.35
 
 
+def test_turns_share_one_connection(emulator: Emulator) -> None:
+    # A stream closed before its body ended takes its connection with it, and
+    # the next turn pays for a new handshake: the end marker is read past.
+    local_ports: list[int] = []
+
+    async def note(response: httpx.Response) -> None:
+        local_ports.append(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+    async def go() -> list[str]:
+        async with httpx.AsyncClient(event_hooks={"response": [note]}) as client:
+            p = provider(emulator, http_client=client)
+            texts = []
+            for _ in range(3):
+                evs = [e async for e in p.stream(TurnRequest("x", "gpt-4o"))]
+                texts.append("".join(e.text for e in evs if isinstance(e, TextDelta)))
+            return texts
+
+    texts = asyncio.run(go())
+    assert len(texts) == 3 and all(texts)
+    assert len(local_ports) == 3 and len(set(local_ports)) == 1
+
+
 @pytest.mark.parametrize(
     ("kind", "params"),
     [
@@ -421,3 +443,38 @@ def test_a_page_instead_of_a_stream_is_explained() -> None:
 
     with server(reply) as (url, _), pytest.raises(BadRequestError, match="not a chat stream"):
         ask(local(url), TurnRequest("x", "m"))
+
+
+def test_a_server_that_keeps_the_body_open_after_done_does_not_hold_the_turn() -> None:
+    release, finished = threading.Event(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            data = sse(delta("All said."))
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+            release.wait(30)  # the body stays open until the test has its answer
+            self.wfile.write(b"0\r\n\r\n")
+            finished.set()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+        text, result = ask(local(url), TurnRequest("x", "llava"))
+        assert text == "All said." and result.model == "llava"
+        assert not finished.is_set()  # the turn ended while the server still held the body
+    finally:
+        release.set()
+        httpd.shutdown()
+        httpd.server_close()

@@ -11,10 +11,12 @@ attempts and in total time.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -50,6 +52,7 @@ __all__ = [
     "RetryPolicy",
     "Service",
     "error_from_response",
+    "finish_body",
     "make_timeout",
     "message_of",
     "parse_reset",
@@ -304,6 +307,28 @@ async def send(
                     raise error
                 paused += limiter.throttled(error.retry_after)
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+
+#: How long a server may take to end a stream's body after its end marker.
+END_GRACE = 0.1
+
+
+async def finish_body(rest: AsyncIterator[Any], grace: float = END_GRACE) -> None:
+    """Read what follows a stream's end marker, so its connection carries the next turn.
+
+    httpx drops a connection whose response is closed before its body ended,
+    and the next turn then pays for a new TCP (and TLS) handshake.  Servers end
+    the body right after the marker; one that keeps it open gets ``grace``
+    seconds, then its connection is dropped as before.  Whatever arrives after
+    the marker is ignored, and no failure here can spoil a complete answer.
+    """
+
+    async def drain() -> None:
+        async for _ in rest:
+            pass
+
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(drain(), grace)
 
 
 def stream_error(exc: httpx.TransportError, service: Service, partial: str) -> APIError:

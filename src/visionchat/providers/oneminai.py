@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource
 
 from .. import catalog
 from .._secret import Secret
@@ -33,7 +32,8 @@ from ..errors import (
 )
 from ..images import PreparedImage
 from ..ratelimit import RateLimiter
-from ._http import RetryPolicy, Service, make_timeout, send, stream_error
+from ._http import RetryPolicy, Service, finish_body, make_timeout, send, stream_error
+from ._sse import SSEParser
 from .base import ModelInfo, StreamEvent, TextDelta, TurnRequest, TurnResult, UploadProgress
 
 __all__ = ["DEFAULT_BASE_URL", "RATE_LIMIT", "OneMinAIProvider"]
@@ -429,33 +429,41 @@ class OneMinAIProvider:
     ) -> AsyncIterator[StreamEvent]:
         text = ""
         result: TurnResult | None = None
+        ended = False
+        sse = SSEParser()
         try:
-            async for sse in EventSource(response).aiter_sse():
-                if sse.data.strip() == "[DONE]" or sse.event == "done":
+            blocks = response.aiter_bytes()
+            async for block in blocks:
+                for event, raw in sse.feed(block):
+                    if raw.strip() == "[DONE]" or event == "done":
+                        ended = True
+                        break
+                    try:
+                        data = json.loads(raw) if raw else {}
+                    except ValueError:
+                        continue  # a keep-alive or a line we do not know
+                    if event == "content" or (event == "message" and "content" in data):
+                        chunk = str(data.get("content", ""))
+                        if not chunk or (text and chunk == text):
+                            continue  # the duplicated final chunk some models send
+                        text += chunk
+                        yield TextDelta(chunk)
+                    elif event == "result":
+                        record = data.get("aiRecord") if isinstance(data, dict) else None
+                        if isinstance(record, dict):
+                            result = self._result(record, request)
+                    elif event == "error":
+                        message = self._key.redact(
+                            str(data.get("message") or "the model reported an error")
+                        )
+                        raise StreamInterruptedError(
+                            f"1min.ai reported an error during the answer: {message}. "
+                            "The text received so far is kept; retry the turn to ask again.",
+                            partial_text=text,
+                        )
+                if ended:
+                    await finish_body(blocks)
                     break
-                try:
-                    data = json.loads(sse.data) if sse.data else {}
-                except ValueError:
-                    continue  # a keep-alive or a line we do not know
-                if sse.event == "content" or (sse.event == "message" and "content" in data):
-                    chunk = str(data.get("content", ""))
-                    if not chunk or (text and chunk == text):
-                        continue  # the duplicated final chunk some models send
-                    text += chunk
-                    yield TextDelta(chunk)
-                elif sse.event == "result":
-                    record = data.get("aiRecord") if isinstance(data, dict) else None
-                    if isinstance(record, dict):
-                        result = self._result(record, request)
-                elif sse.event == "error":
-                    message = self._key.redact(
-                        str(data.get("message") or "the model reported an error")
-                    )
-                    raise StreamInterruptedError(
-                        f"1min.ai reported an error during the answer: {message}. "
-                        "The text received so far is kept; retry the turn to ask again.",
-                        partial_text=text,
-                    )
         except httpx.TransportError as exc:
             raise stream_error(exc, _SERVICE, text) from None
         yield result or TurnResult(model=request.model)

@@ -22,14 +22,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from httpx_sse import EventSource
 
 from .. import catalog
 from .._secret import Secret
 from ..errors import BadRequestError, NotVisionCapableError, StreamInterruptedError
 from ..images import PreparedImage
 from ..ratelimit import RateLimiter
-from ._http import RetryPolicy, Service, make_timeout, send, stream_error
+from ._http import RetryPolicy, Service, finish_body, make_timeout, send, stream_error
+from ._sse import SSEParser
 from .base import (
     HistoryTurn,
     ModelInfo,
@@ -239,11 +239,17 @@ class OpenAIProvider:
                 async for event in _whole_answer(await response.aread(), request.model):
                     yield event
             elif ctype == "text/event-stream":
-                async for sse in EventSource(response).aiter_sse():  # once per chunk: lean
-                    piece = parsed.feed(sse.data, self._service)
-                    if piece:
-                        yield TextDelta(piece)
-                    elif parsed.finished and sse.data == "[DONE]":
+                sse = SSEParser()
+                blocks = response.aiter_bytes()
+                async for block in blocks:  # once per chunk: lean
+                    for _event, data in sse.feed(block):
+                        piece = parsed.feed(data, self._service)
+                        if piece:
+                            yield TextDelta(piece)
+                        elif parsed.done:
+                            break
+                    if parsed.done:
+                        await finish_body(blocks)
                         break
                 yield parsed.result(self._service)
             else:  # a proxy's or captive portal's page, a wrong base_url
@@ -313,12 +319,13 @@ async def _whole_answer(raw: bytes, model: str) -> AsyncIterator[StreamEvent]:
 class _Stream:
     """The state of one streamed answer: text so far, usage, whether it ended."""
 
-    __slots__ = ("finished", "key", "model", "named", "parts", "usage")
+    __slots__ = ("done", "finished", "key", "model", "named", "parts", "usage")
 
     def __init__(self, model: str, key: Secret | None = None) -> None:
         self.parts: list[str] = []  # joined only when needed: += on an attribute copies
         self.usage: Usage | None = None
-        self.finished = False
+        self.finished = False  # an end marker came: [DONE] or a finish_reason
+        self.done = False  # [DONE] came: nothing after it belongs to the answer
         self.named = False
         self.model = model
         self.key = key  # to blank it out of an error the server sends
@@ -326,7 +333,7 @@ class _Stream:
     def feed(self, data: str, service: Service) -> str:
         """One event's data; returns the new text (often the only thing in it)."""
         if data == "[DONE]":
-            self.finished = True
+            self.finished = self.done = True
             return ""
         if not data:
             return ""
