@@ -299,8 +299,12 @@ def test_an_unreadable_image_is_a_row_with_its_error(tmp_path: Path, emu: Emulat
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png at all")
     mixed = [images(1)[0], broken, tmp_path / "missing.png", images(2)[1]]
-    table = batch(mixed, "What colour?", **onemin(emu))
+    last: list[visionchat.BatchProgress] = []
+    table = batch(mixed, "What colour?", **onemin(emu, progress=last.append))
     assert list(table["error"].isna()) == [True, False, False, True]
+    assert table.attrs["visionchat"]["failed"] == 2
+    # what was never sent does not count towards the rate and ETA of what is sent
+    assert last[-1].unreadable == 2 and last[-1].sent_done == last[-1].to_send == 2
     assert "broken.png" in table["error"][1]
     assert "missing.png" in table["error"][2] and "check the path" in table["error"][2]
     assert paths(emu)["/api/chat-with-ai"] == 2  # nothing sent for the bad ones

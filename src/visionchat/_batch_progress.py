@@ -44,7 +44,7 @@ def describe(p: BatchProgress) -> str:
     parts = [f"{p.answered + p.cached}/{p.total} answered"]
     if p.cached:
         parts.append(f"{p.cached} from cache")
-    parts.append(f"{p.failed} failed")
+    parts.append(f"{p.failed + p.unreadable} failed")
     parts.append(f"{p.throttled} throttled")
     rate = p.per_minute
     if rate is not None:
@@ -73,7 +73,7 @@ class _Throttled:
 
     def _due(self, p: BatchProgress) -> bool:
         final = p.phase in ("done", "stopped")
-        state = (p.phase, p.prepared, p.answered, p.cached, p.failed, p.throttled)
+        state = (p.phase, p.prepared, p.answered, p.cached, p.failed, p.unreadable, p.throttled)
         if state == self._shown and not final:
             return False
         now = time.monotonic()
@@ -119,7 +119,10 @@ class NotebookProgress(_Throttled):
             return
         from IPython.display import HTML, display
 
-        done = p.prepared if p.phase == "preparing" else p.answered + p.cached + p.failed
+        if p.phase == "preparing":
+            done = p.prepared
+        else:
+            done = p.answered + p.cached + p.failed + p.unreadable
         label = html.escape(describe(p))
         body = HTML(  # type: ignore[no-untyped-call]
             '<div class="visionchat-batch" style="font-family: var(--jp-ui-font-family, '

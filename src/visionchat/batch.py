@@ -18,6 +18,7 @@ batch cleanly and keeps every finished row.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import glob
 import os
@@ -94,10 +95,11 @@ class BatchProgress:
     total: int
     phase: str = "preparing"  # "preparing", "sending", "done", "stopped"
     prepared: int = 0
+    unreadable: int = 0  # inputs that could not be prepared: rows with an error, never sent
     cached: int = 0
     to_send: int = 0
     answered: int = 0
-    failed: int = 0
+    failed: int = 0  # sent (or stopped before sending) without an answer
     throttled: int = 0
     credits: float | None = None
     tokens: int | None = None
@@ -140,7 +142,6 @@ class BatchProgress:
 
 @dataclass
 class _Item:
-    index: int
     name: Any
     source: object
     image: PreparedImage | None = None
@@ -226,6 +227,11 @@ class _Plan:
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
+    def backend(self) -> str:
+        """The backend's short name: part of every cache key."""
+        return str(getattr(self.provider, "name", type(self.provider).__name__))
+
+    @property
     def full_prompt(self) -> str:
         if self.schema is None:
             return self.prompt
@@ -259,7 +265,7 @@ async def _prepare_all(plan: _Plan) -> None:
                     else (f"could not read this image ({type(exc).__name__}: {exc})")
                 )
                 item.row = row
-                plan.progress.failed += 1
+                plan.progress.unreadable += 1
             plan.progress.prepared += 1
 
     await asyncio.gather(*(one(i) for i in plan.items))
@@ -267,11 +273,10 @@ async def _prepare_all(plan: _Plan) -> None:
 
 def _use_cache(plan: _Plan) -> list[_Item]:
     """Fill rows from the cache; the items still to send."""
-    backend = str(getattr(plan.provider, "name", type(plan.provider).__name__))
     pending = [i for i in plan.items if i.image is not None]
     for item in pending:
         assert item.image is not None
-        item.key = cache_key(item.image.sha256, plan.prompt, plan.model, backend, plan.schema)
+        item.key = cache_key(item.image.sha256, plan.prompt, plan.model, plan.backend, plan.schema)
     if plan.cache is None:
         return pending
     found = plan.cache.get_many(i.key for i in pending if i.key)
@@ -443,10 +448,9 @@ def _tokens(row: dict[str, Any]) -> int | None:
 
 def _cache_put(plan: _Plan, item: _Item, row: dict[str, Any]) -> None:
     assert plan.cache is not None and item.key and item.image is not None
-    backend = str(getattr(plan.provider, "name", ""))
     stored = {k: v for k, v in row.items() if k not in ("name", "cached")}
     try:
-        plan.cache.put(item.key, item.image.sha256, plan.prompt, plan.model, backend, stored)
+        plan.cache.put(item.key, item.image.sha256, plan.prompt, plan.model, plan.backend, stored)
     except CacheError as exc:
         row["error"] = str(exc)
 
@@ -501,7 +505,7 @@ def summary(p: BatchProgress) -> dict[str, Any]:
         "images": p.total,
         "answered": p.answered + p.cached,
         "from_cache": p.cached,
-        "failed": p.failed,
+        "failed": p.failed + p.unreadable,
         "throttled": p.throttled,
         "credits": p.credits,
         "tokens": p.tokens,
@@ -561,6 +565,15 @@ def batch(
     view = _view(progress)
     fut = engine.submit(_run(plan))
     try:
+        return _wait(plan, fut, view, images)
+    finally:
+        if plan.cache is not None:
+            plan.cache.close()
+
+
+def _wait(plan: _Plan, fut: concurrent.futures.Future[None], view: Any, images: object) -> Any:
+    """Show progress until the batch ends; on Ctrl-C stop it and keep what finished."""
+    try:
         while True:
             try:
                 fut.result(timeout=0.25)
@@ -577,8 +590,6 @@ def batch(
         with contextlib.suppress(KeyboardInterrupt):
             if view is not None:
                 view(plan.progress)
-        result = _table(plan, images)
-        _close(plan)
         kept = plan.progress.answered + plan.progress.cached
         where = (
             f"; they are in the cache {str(plan.cache.path)!r}, so running the same call again "
@@ -589,20 +600,11 @@ def batch(
         raise BatchInterrupted(
             f"visionchat: batch interrupted with {kept} of {plan.progress.total} images "
             f"answered{where}. The finished rows are in the exception's .result.",
-            result,
+            _table(plan, images),
         ) from None
-    except BaseException:
-        _close(plan)
-        raise
     if view is not None:
         view(plan.progress)
-    _close(plan)
     return _table(plan, images)
-
-
-def _close(plan: _Plan) -> None:
-    if plan.cache is not None:
-        plan.cache.close()
 
 
 def _make_plan(
@@ -636,7 +638,7 @@ def _make_plan(
         if per_minute:
             prov.rate_limiter = RateLimiter(per_minute)
     opened = BatchCache(cache) if cache is not None else None
-    items = [_Item(i, name, source) for i, (name, source) in enumerate(inputs)]
+    items = [_Item(name, source) for name, source in inputs]
     return _Plan(
         prompt=prompt,
         model=model or _default_model(prov),
