@@ -133,3 +133,13 @@ def test_the_emulator_limits_requests_in_a_sliding_window() -> None:
         emu.rate_limit_retry_after = False
         with httpx.Client(base_url=emu.base_url, headers={"API-KEY": "k"}) as client:
             assert "retry-after" not in client.get("/models").headers
+
+
+def test_a_higher_limit_in_the_headers_is_used_at_once_until_a_429() -> None:
+    limiter = RateLimiter(500)
+    limiter.observe({"x-ratelimit-limit-requests": "5000"})
+    assert limiter.stats.per_minute == pytest.approx(5000 * MARGIN)
+    limiter.throttled(1.0)
+    cut = limiter.stats.per_minute
+    limiter.observe({"x-ratelimit-limit-requests": "10000"})
+    assert limiter.stats.per_minute == cut  # after a 429, climbing back is gradual

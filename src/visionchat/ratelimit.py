@@ -134,7 +134,11 @@ class RateLimiter:
                 per_minute = 0.0
             if per_minute > 0 and abs(per_minute * MARGIN - self._ceiling) > 1e-9:
                 self._ceiling = per_minute * MARGIN
-                self._rate = min(self._rate, self._ceiling)
+                # The server's own word beats the starting guess; after a 429 the
+                # pace climbs back to it as usual.
+                self._rate = (
+                    self._ceiling if not self._throttled else min(self._rate, self._ceiling)
+                )
         remaining = headers.get("x-ratelimit-remaining-requests")
         if remaining is not None and remaining.strip() in ("0", "0.0"):
             reset = parse_reset(headers.get("x-ratelimit-reset-requests"))
