@@ -154,11 +154,7 @@ def test_pip_install_from_a_clone_needs_no_node_on_path(
     )
     assert install.returncode == 0, install.stdout[-5000:]
     assert f"Successfully installed {NODE_FROM_PYPI}" in install.stdout  # into the build env
-    probe = _run(
-        [str(python), "-c", PROBE, str(venv)], timeout=60, env=env_without_node, cwd=tmp_path
-    )
-    assert probe.returncode == 0, probe.stdout[-3000:]
-    assert int(probe.stdout) > 100_000  # the whole bundle, not the fallback message
+    _assert_front_end_loads(tmp_path, venv, python, env_without_node)
 
     # An editable install of the now-built tree (the README's set-up) runs no npm:
     # jupyter-builder calls the build function even so, and that must not look for npm.
@@ -171,11 +167,7 @@ def test_pip_install_from_a_clone_needs_no_node_on_path(
     assert editable.returncode == 0, editable.stdout[-5000:]
     assert NODE_FROM_PYPI not in editable.stdout
     assert "front-end bundle is up to date" in editable.stdout
-    probe = _run(
-        [str(python), "-c", PROBE, str(src)], timeout=60, env=env_without_node, cwd=tmp_path
-    )
-    assert probe.returncode == 0, probe.stdout[-3000:]
-    assert int(probe.stdout) > 100_000
+    _assert_front_end_loads(tmp_path, src, python, env_without_node)
 
 
 @pytest.mark.timeout(600)
@@ -210,9 +202,20 @@ def test_an_sdist_carries_the_bundle_so_installing_it_runs_no_npm(
     _assert_front_end_loads(tmp_path, target)
 
 
-def _assert_front_end_loads(tmp_path: Path, target: Path) -> None:
-    """The package installed into `target` (with --target) serves its whole bundle."""
-    code = f"import sys; sys.path.insert(0, {str(target)!r})\n{PROBE}"
-    probe = _run([sys.executable, "-c", code, str(target)], timeout=60, cwd=tmp_path)
+def _assert_front_end_loads(
+    tmp_path: Path, target: Path, python: Path | None = None, env: dict[str, str] | None = None
+) -> None:
+    """The package installed in `target` serves its whole bundle to `python`'s widget.
+
+    Without `python`, this interpreter with `target` (a pip --target folder) first on
+    its path; with it, that venv's interpreter as installed.
+    """
+    code = PROBE if python else f"import sys; sys.path.insert(0, {str(target)!r})\n{PROBE}"
+    probe = _run(
+        [str(python or sys.executable), "-c", code, str(target)],
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
     assert probe.returncode == 0, probe.stdout[-3000:]
     assert int(probe.stdout) > 100_000  # the whole bundle, not the fallback message
