@@ -472,6 +472,85 @@ def test_transparency_stays_exact(mode: str) -> None:
     assert out.getpixel((0, 0))[-1] == 0
 
 
+def noise(w: int, h: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    """Random pixels: any difference between two resizes shows somewhere."""
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if mode == "L" else (h, w, 3)
+    return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("cpus", [2, 3, 4])
+@pytest.mark.parametrize(
+    ("size", "mode", "cut"),
+    [
+        ((3840, 2160), "RGB", (True, True)),  # 4K screenshot: 15/8 both ways
+        ((3000, 2000), "RGB", (True, False)),  # a 24 MP JPEG decoded at 1/2: 375/256, 400/273
+        ((2880, 1800), "L", (True, True)),
+        ((3000, 2100), "RGB", (True, False)),  # 375/256 across, 2100/1434 down: not exact
+        ((4097, 1537), "RGB", (True, False)),  # odd sizes: 4097/2048 across, 1537/768 down
+        ((3456, 2234), "RGB", (True, False)),  # 27/16 across, 1117/662 down
+        ((3001, 2100), "RGB", (True, False)),  # 3001/2048 across, 2100/1433 down
+        ((5000, 1200), "RGB", (True, False)),  # extreme aspect
+        ((2499, 2500), "RGB", None),  # taller than wide: one call
+        ((1200, 5000), "RGB", None),
+        ((20000, 150), "RGB", None),  # Pillow would first reduce 3x: one call
+        ((1200, 900), "RGB", None),  # too small to be worth threads
+    ],
+)
+def test_a_banded_resize_is_the_one_call_resize_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+    cpus: int,
+    size: tuple[int, int],
+    mode: str,
+    cut: tuple[bool, bool] | None,
+) -> None:
+    images = visionchat.images
+    monkeypatch.setattr(images, "_cpus", lambda: cpus)
+    banded: list[bool] = []
+    bands = images._bands
+
+    def spy(*args: object) -> object:
+        found = bands(*args)  # type: ignore[arg-type]
+        banded.append(found is not None)
+        return found
+
+    monkeypatch.setattr(images, "_bands", spy)
+    img = noise(*size, mode=mode)
+    target = images._Limits(2048, 2048 * 2048).target(*size)
+    one = img.resize(target, images.RESAMPLE, reducing_gap=3.0)
+    assert images._resize(img, target).tobytes() == one.tobytes()
+    assert banded == ([] if cut is None else list(cut))
+
+
+def test_a_draft_decoded_jpeg_is_resized_in_bands_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    images = visionchat.images
+    monkeypatch.setattr(images, "_cpus", lambda: 2)
+    data = encoded(photo_like(4000, 3000), "JPEG", quality=90)
+    limits = images._Limits(1024, 1024 * 1024)
+    img, _, _ = images._open_bytes(data, "test", limits)
+    assert img.size == (2000, 1500)  # decoded at half scale
+    target = limits.target(4000, 3000)
+    assert images._bands(img.size, (target[0], 1500), 0, 2) is not None  # 125/64
+    assert images._bands((target[0], 1500), target, 1, 2) is not None
+    one = img.resize(target, images.RESAMPLE, reducing_gap=3.0)
+    assert images._resize(img, target).tobytes() == one.tobytes()
+
+
+@pytest.mark.parametrize("kind", ["screenshot", "photo", "small"])
+def test_threads_do_not_change_a_byte(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    monkeypatch.setattr(visionchat.images, "_cpus", lambda: 2)  # threads even on one CPU
+    source: object = {
+        "screenshot": lambda: encoded(screenshot_like(3840, 2160), "PNG"),
+        "photo": lambda: encoded(photo_like(4000, 3000), "JPEG", quality=90),
+        "small": lambda: screenshot_like(300, 200),
+    }[kind]()
+    threaded = prepare_image(source, max_edge=1024 if kind == "photo" else None)
+    monkeypatch.setattr(visionchat.images, "_THREADED", False)
+    alone = prepare_image(source, max_edge=1024 if kind == "photo" else None)
+    assert threaded.data == alone.data and threaded.thumbnail == alone.thumbnail
+    assert threaded.resized == (kind != "small")
+
+
 def test_jpeg_keeps_colour_detail_down_the_image() -> None:
     # Rows alternate red and blue.  Chroma at half height (JPEG's usual 4:2:0)
     # would blend each pair into one purple; full height keeps both colours.

@@ -5,8 +5,10 @@ Vision models downscale what they receive (OpenAI fits 2048 px, Anthropic about
 ``prepare_image`` therefore shrinks to the target's limit before encoding,
 decodes big JPEGs at reduced scale (Pillow's draft mode) instead of fully, and
 picks the encoding by content: PNG keeps plots and screenshots crisp and small,
-JPEG keeps photographs small.  Every failure is an ``ImageError`` naming the
-input and the problem.
+JPEG keeps photographs small.  A large image is resized on a few threads, in
+bands that make exactly the pixels of one resize, and its thumbnail is made
+while it is encoded, so the output never depends on the threads.  Every
+failure is an ``ImageError`` naming the input and the problem.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ import base64
 import functools
 import hashlib
 import io
+import itertools
 import math
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,8 +49,19 @@ JPEG_SUBSAMPLING = "4:2:2"
 # resize than LANCZOS itself (50.2 vs 50.1 dB).  CLIP-style vision encoders
 # resample bicubically too.
 RESAMPLE = Image.Resampling.BICUBIC
+# Pillow first shrinks by a whole factor (box average) when it keeps at least
+# this many times the target size, which only happens above 6x.
+REDUCING_GAP = 3.0
 URL_TIMEOUT = 20.0  # seconds, connect and between bytes
 MAX_DOWNLOAD_BYTES = 50_000_000
+
+# Resizes from at least this many pixels are split into bands resized on
+# several threads; below it the hand-over costs more than it saves.
+_BAND_MIN_PIXELS = 2_000_000
+# A prepared image this large has its thumbnail made while it is encoded.
+_OVERLAP_MIN_PIXELS = 1_000_000
+# Off makes every step run in the calling thread; the output is the same.
+_THREADED = True
 
 _FULL_SIZE = "visionchat-full-size"  # img.info key: size before draft decoding
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
@@ -477,26 +494,35 @@ def _finish(
     target = limits.target(*original_size)
     resized = target != original_size
     if img.size != target:
-        img = img.resize(target, RESAMPLE, reducing_gap=3.0)
+        img = _resize(img, target)
     mime = mime or _choose_mime(img)
+    # The thumbnail only reads the prepared image, so on a big one it is made
+    # while the main encode runs; both release the GIL.
+    pool = _executor() if img.width * img.height >= _OVERLAP_MIN_PIXELS else None
+    pending = pool.submit(_thumbnail, img, mime) if pool is not None else None
     data = _encode(img, mime, quality, exact_palette=True)
-    # Straight from the prepared image: thumbnail() would first copy all of it.
-    thumb_size = _Limits(THUMBNAIL_EDGE, THUMBNAIL_EDGE**2).target(*img.size)
-    thumb = img.resize(thumb_size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-    thumb_mime = "image/jpeg" if mime == "image/jpeg" else "image/png"
+    thumb, thumb_mime = pending.result() if pending is not None else _thumbnail(img, mime)
     return PreparedImage(
         data=data,
         mime=mime,
         width=img.width,
         height=img.height,
         sha256=hashlib.sha256(data).hexdigest(),
-        thumbnail=_encode(thumb, thumb_mime, 80),
+        thumbnail=thumb,
         thumbnail_mime=thumb_mime,
         source=source,
         original_size=original_size,
         original_format=original_format,
         resized=resized,
     )
+
+
+def _thumbnail(img: Image.Image, mime: str) -> tuple[bytes, str]:
+    # Straight from the prepared image: thumbnail() would first copy all of it.
+    size = _Limits(THUMBNAIL_EDGE, THUMBNAIL_EDGE**2).target(*img.size)
+    thumb = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    thumb_mime = "image/jpeg" if mime == "image/jpeg" else "image/png"
+    return _encode(thumb, thumb_mime, 80), thumb_mime
 
 
 def _original_size(img: Image.Image) -> tuple[int, int]:
@@ -577,6 +603,128 @@ def _numpy() -> Any:
     except ImportError:
         return None
     return numpy
+
+
+# -- resizing on several threads --------------------------------------------------
+
+
+def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``img.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)``, on several threads.
+
+    Resizing is the biggest step on a large screenshot, and Pillow releases the
+    GIL while it resamples.  A large image is therefore resized as Pillow does
+    inside one call, a horizontal pass and then a vertical one, but each pass
+    a call of its own so that it can be cut into bands, one per thread, each
+    resampled from its own box of the source.  One pass per call matters:
+    Pillow 13 runs the vertical pass first for some boxes, so a band resized in
+    one call could take the other order than the whole image and round
+    differently.  Pillow 13 also takes that order for some tall images, so
+    those (taller than wide) keep the one call and its exact pixels.  Bands
+    are only cut where they are provably the same pixels as the whole pass
+    (see ``_bands``); threads or not, the result is the same bytes.
+    """
+    (width, height), (w, h) = img.size, size
+    if (
+        img.mode not in ("RGB", "L")  # RGBA and LA go through a premultiplied copy
+        or width * height < _BAND_MIN_PIXELS
+        or int(width / w / REDUCING_GAP) > 1  # Pillow would first reduce by a whole factor
+        or int(height / h / REDUCING_GAP) > 1
+        or height > width  # Pillow 13 may resample a tall image down first
+    ):
+        return img.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
+    if w != width:
+        img = _resample_pass(img, (w, height), axis=0)
+    if h != height:
+        img = _resample_pass(img, (w, h), axis=1)
+    return img
+
+
+def _resample_pass(img: Image.Image, size: tuple[int, int], axis: int) -> Image.Image:
+    """Resample along one axis (0: across, 1: down), in bands on threads when exact."""
+    bands = _bands(img.size, size, axis, _cpus())
+    pool = _executor() if bands else None
+    if pool is None or not bands:
+        return img.resize(size, RESAMPLE)
+    pending = [pool.submit(img.resize, band.size, RESAMPLE, band.box) for band in bands[1:]]
+    parts = [img.resize(bands[0].size, RESAMPLE, bands[0].box)]
+    parts += [future.result() for future in pending]
+    out = Image.new(img.mode, size)
+    for band, part in zip(bands, parts, strict=True):
+        out.paste(part, band.offset)
+    return out
+
+
+@dataclass(frozen=True)
+class _Band:
+    box: tuple[float, float, float, float]  # in source pixels
+    size: tuple[int, int]
+    offset: tuple[int, int]  # where it goes in the output
+
+
+def _bands(
+    source: tuple[int, int], size: tuple[int, int], axis: int, count: int
+) -> list[_Band] | None:
+    """Bands of a one-axis resample that together are exactly the whole; else None.
+
+    Pillow computes the weights of output pixel ``j`` along the axis from the
+    centre ``box_start + (j + 0.5) * scale``, in doubles, the box arriving as C
+    floats.  A band starting at output pixel ``k`` has ``box_start = k * scale``,
+    so its weights equal the whole image's when that arithmetic is exact: the
+    scale (source / output size) must be a fraction with a power-of-two
+    denominator, and every box edge must fit a float's 24 bits.  Shrinking the
+    long edge to 2048 px always makes its scale one (3840 / 2048 = 15/8).  The
+    band is cut along the axis being resampled, so the call does no second pass.
+    """
+    (width, height), (w, h) = source, size
+    length, out = source[axis], size[axis]
+    scale = Fraction(length, out)
+    if count < 2 or out >= length or out < 2 * count or scale.denominator & (scale.denominator - 1):
+        return None
+    cuts = [round(i * out / count) for i in range(count + 1)]
+    lengths = [b - a for a, b in itertools.pairwise(cuts)]
+    if any((scale * n).numerator.bit_length() > 24 for n in cuts + lengths):
+        return None
+    bands = []
+    for start, stop in itertools.pairwise(cuts):
+        lo, hi = float(scale * start), float(scale * stop)
+        if axis == 0:
+            bands.append(_Band((lo, 0.0, hi, height), (stop - start, h), (start, 0)))
+        else:
+            bands.append(_Band((0.0, lo, width, hi), (w, stop - start), (0, start)))
+    return bands
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _cpus() -> int:
+    """CPUs this process may run on (a container's share, not the host's count)."""
+    try:
+        return min(4, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return min(4, os.cpu_count() or 1)
+
+
+def _executor() -> ThreadPoolExecutor | None:
+    """The shared image threads, started on first use; None where they cannot help."""
+    global _pool
+    if not _THREADED or _cpus() < 2:
+        return None
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_cpus(), thread_name_prefix="visionchat-image")
+        return _pool
+
+
+def _forget_pool_after_fork() -> None:
+    """A forked child has none of the parent's threads: start afresh on next use."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def _human_bytes(n: int) -> str:
