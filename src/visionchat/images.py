@@ -612,16 +612,17 @@ def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     """``img.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)``, on several threads.
 
     Resizing is the biggest step on a large screenshot, and Pillow releases the
-    GIL while it resamples.  A large image is therefore resized as Pillow does
-    inside one call, a horizontal pass and then a vertical one, but each pass
-    a call of its own so that it can be cut into bands, one per thread, each
-    resampled from its own box of the source.  One pass per call matters:
-    Pillow 13 runs the vertical pass first for some boxes, so a band resized in
-    one call could take the other order than the whole image and round
-    differently.  Pillow 13 also takes that order for some tall images, so
-    those (taller than wide) keep the one call and its exact pixels.  Bands
-    are only cut where they are provably the same pixels as the whole pass
-    (see ``_bands``); threads or not, the result is the same bytes.
+    GIL while it resamples.  Pillow resizes in two passes, across and then
+    down; a large image is cut into vertical bands, one per thread, and each
+    thread runs both passes on its band, as calls of their own.  Across, a
+    band is resampled from its own box of the source, with the same weights as
+    the whole image where ``_bands`` can prove it; down, every column is
+    resampled alike, so a band is exactly its columns of the whole.  One pass
+    per call matters: Pillow 13 picks the order of the passes from the box,
+    so a narrow band resized in one call could go down first and round
+    differently.  Pillow 13 also goes down first for some tall images, so
+    those (taller than wide) keep the one call.  Threads or not, the result is
+    the same bytes.
     """
     (width, height), (w, h) = img.size, size
     if (
@@ -632,66 +633,57 @@ def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
         or height > width  # Pillow 13 may resample a tall image down first
     ):
         return img.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
-    if w != width:
-        img = _resample_pass(img, (w, height), axis=0)
-    if h != height:
-        img = _resample_pass(img, (w, h), axis=1)
-    return img
-
-
-def _resample_pass(img: Image.Image, size: tuple[int, int], axis: int) -> Image.Image:
-    """Resample along one axis (0: across, 1: down), in bands on threads when exact."""
-    bands = _bands(img.size, size, axis, _cpus())
+    bands = _bands(width, w, _cpus())
     pool = _executor() if bands else None
     if pool is None or not bands:
-        return img.resize(size, RESAMPLE)
-    pending = [pool.submit(img.resize, band.size, RESAMPLE, band.box) for band in bands[1:]]
-    parts = [img.resize(bands[0].size, RESAMPLE, bands[0].box)]
+        return _two_passes(img, (0.0, float(width)), size)
+    pending = [pool.submit(_two_passes, img, band.across, (band.width, h)) for band in bands[1:]]
+    parts = [_two_passes(img, bands[0].across, (bands[0].width, h))]
     parts += [future.result() for future in pending]
     out = Image.new(img.mode, size)
     for band, part in zip(bands, parts, strict=True):
-        out.paste(part, band.offset)
+        out.paste(part, (band.start, 0))
     return out
+
+
+def _two_passes(
+    img: Image.Image, across: tuple[float, float], size: tuple[int, int]
+) -> Image.Image:
+    """The source columns ``across`` resampled to ``size``: across first, then down."""
+    if size[0] != img.width or across != (0.0, img.width):
+        img = img.resize((size[0], img.height), RESAMPLE, (across[0], 0, across[1], img.height))
+    return img.resize(size, RESAMPLE) if size[1] != img.height else img
 
 
 @dataclass(frozen=True)
 class _Band:
-    box: tuple[float, float, float, float]  # in source pixels
-    size: tuple[int, int]
-    offset: tuple[int, int]  # where it goes in the output
+    across: tuple[float, float]  # source columns, as Pillow's box takes them
+    start: int  # output columns [start, start + width)
+    width: int
 
 
-def _bands(
-    source: tuple[int, int], size: tuple[int, int], axis: int, count: int
-) -> list[_Band] | None:
-    """Bands of a one-axis resample that together are exactly the whole; else None.
+def _bands(length: int, out: int, count: int) -> list[_Band] | None:
+    """Output columns cut so that each band's weights are the whole image's; else None.
 
-    Pillow computes the weights of output pixel ``j`` along the axis from the
-    centre ``box_start + (j + 0.5) * scale``, in doubles, the box arriving as C
-    floats.  A band starting at output pixel ``k`` has ``box_start = k * scale``,
-    so its weights equal the whole image's when that arithmetic is exact: the
-    scale (source / output size) must be a fraction with a power-of-two
-    denominator, and every box edge must fit a float's 24 bits.  Shrinking the
-    long edge to 2048 px always makes its scale one (3840 / 2048 = 15/8).  The
-    band is cut along the axis being resampled, so the call does no second pass.
+    Pillow computes the weights of output column ``j`` from the centre
+    ``box_start + (j + 0.5) * scale``, in doubles, the box arriving as C
+    floats.  A band starting at output column ``k`` has ``box_start = k *
+    scale``, so its weights equal the whole image's when that arithmetic is
+    exact: the scale (source / output width) must be a fraction with a
+    power-of-two denominator, and every box edge must fit a float's 24 bits.
+    Shrinking the long edge to 2048 px always gives such a scale (3840 / 2048
+    is 15/8).
     """
-    (width, height), (w, h) = source, size
-    length, out = source[axis], size[axis]
     scale = Fraction(length, out)
     if count < 2 or out >= length or out < 2 * count or scale.denominator & (scale.denominator - 1):
         return None
     cuts = [round(i * out / count) for i in range(count + 1)]
-    lengths = [b - a for a, b in itertools.pairwise(cuts)]
-    if any((scale * n).numerator.bit_length() > 24 for n in cuts + lengths):
+    widths = [b - a for a, b in itertools.pairwise(cuts)]
+    if any((scale * n).numerator.bit_length() > 24 for n in cuts + widths):
         return None
-    bands = []
-    for start, stop in itertools.pairwise(cuts):
-        lo, hi = float(scale * start), float(scale * stop)
-        if axis == 0:
-            bands.append(_Band((lo, 0.0, hi, height), (stop - start, h), (start, 0)))
-        else:
-            bands.append(_Band((0.0, lo, width, hi), (w, stop - start), (0, start)))
-    return bands
+    return [
+        _Band((float(scale * a), float(scale * b)), a, b - a) for a, b in itertools.pairwise(cuts)
+    ]
 
 
 _pool: ThreadPoolExecutor | None = None
