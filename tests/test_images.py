@@ -429,6 +429,9 @@ def test_a_screenshot_with_few_colours_is_an_exact_palette_png() -> None:
     assert out.mode == "P"
     assert np.array_equal(np.asarray(out.convert("RGB")), np.asarray(expected))
     assert len(p.data) < len(encoded(expected, "PNG", compress_level=6))
+    # to_pil gives colours, not palette indices
+    back = p.to_pil()
+    assert back.mode == "RGB" and np.array_equal(np.asarray(back), np.asarray(expected))
 
 
 @pytest.mark.parametrize("count", [1, 2, 16, 255, 256])

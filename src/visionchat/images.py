@@ -101,10 +101,14 @@ class PreparedImage:
         return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
 
     def to_pil(self) -> Image.Image:
-        """Decode the prepared bytes (what the model will see)."""
+        """Decode the prepared bytes (what the model will see).
+
+        A palette PNG (how few-colour screenshots are sent) comes back as RGB,
+        the mode it was prepared from, so its pixels are colours, not indices.
+        """
         img = Image.open(io.BytesIO(self.data))
         img.load()
-        return img
+        return img.convert("RGB") if img.mode == "P" else img
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PreparedImage) and other.sha256 == self.sha256
@@ -637,7 +641,7 @@ def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     bands = _bands(width, w, _cpus())
     pool = _executor() if bands else None
     if pool is None or not bands:
-        return _two_passes(img, (0.0, float(width)), size)
+        return img.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
     pending = [pool.submit(_two_passes, img, band.across, (band.width, h)) for band in bands[1:]]
     parts = [_two_passes(img, bands[0].across, (bands[0].width, h))]
     parts += [future.result() for future in pending]
