@@ -43,6 +43,12 @@ def decoded(p: PreparedImage) -> Image.Image:
     return img
 
 
+def pixels(p: PreparedImage) -> Image.Image:
+    """The decoded pixels, a palette PNG's indices looked up: what a viewer shows."""
+    img = decoded(p)
+    return img.convert("RGB") if img.mode == "P" else img
+
+
 def photo_like(w: int, h: int, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w]
@@ -76,7 +82,7 @@ def test_every_pil_mode(mode: str) -> None:
     p = prepare_image(img)
     out = decoded(p)
     assert (p.width, p.height) == (64, 40)
-    assert out.mode in ("L", "LA", "RGB", "RGBA")
+    assert out.mode in ("L", "LA", "P", "RGB", "RGBA")
     assert p.source.startswith(f"PIL {mode}")
 
 
@@ -99,7 +105,7 @@ def test_palette_transparency_is_kept() -> None:
 
 
 def test_opaque_alpha_is_dropped() -> None:
-    out = decoded(prepare_image(Image.new("RGBA", (10, 10), (1, 2, 3, 255))))
+    out = pixels(prepare_image(Image.new("RGBA", (10, 10), (1, 2, 3, 255))))
     assert out.mode == "RGB"
 
 
@@ -176,7 +182,7 @@ def test_array_layouts(shape: tuple[int, ...], mode: str) -> None:
             a[3, 0, 0] = 0.2
     p = prepare_image(a)
     assert (p.width, p.height) == (50, 40)
-    assert decoded(p).mode == mode
+    assert pixels(p).mode == mode
 
 
 @pytest.mark.parametrize(
@@ -411,7 +417,142 @@ def test_png_of_a_screenshot_is_the_prepared_pixels_exactly(max_edge: int | None
     p = prepare_image(img, max_edge=max_edge)
     assert p.mime == "image/png" and p.resized == (max_edge is not None)
     expected = img.resize((p.width, p.height), visionchat.images.RESAMPLE, reducing_gap=3.0)
-    assert np.array_equal(np.asarray(decoded(p)), np.asarray(expected))
+    assert np.array_equal(np.asarray(pixels(p)), np.asarray(expected))
+
+
+def test_a_screenshot_with_few_colours_is_an_exact_palette_png() -> None:
+    img = screenshot_like(1200, 700)
+    p = prepare_image(img, max_edge=640)
+    expected = img.resize((p.width, p.height), visionchat.images.RESAMPLE, reducing_gap=3.0)
+    assert expected.getcolors(256) is not None  # the resize kept at most 256 colours
+    out = decoded(p)
+    assert out.mode == "P"
+    assert np.array_equal(np.asarray(out.convert("RGB")), np.asarray(expected))
+    assert len(p.data) < len(encoded(expected, "PNG", compress_level=6))
+    # to_pil gives colours, not palette indices
+    back = p.to_pil()
+    assert back.mode == "RGB" and np.array_equal(np.asarray(back), np.asarray(expected))
+
+
+@pytest.mark.parametrize("count", [1, 2, 16, 255, 256])
+def test_palette_is_exact_for_close_colours(count: int) -> None:
+    # Neighbours one level apart in one channel: a lookup at reduced precision
+    # (Pillow's convert to a palette looks up 6 bits a channel) would merge them.
+    rng = np.random.default_rng(count)
+    colours = np.array([(i, 255 - i, (i * 7) % 256) for i in range(count)], np.uint8)
+    pixels = colours[rng.integers(0, count, (37, 53))]
+    p = prepare_image(Image.fromarray(pixels), format="png")
+    out = decoded(p)
+    assert out.mode == "P"
+    assert np.array_equal(np.asarray(out.convert("RGB")), pixels)
+
+
+def test_more_than_256_colours_stay_an_rgb_png_as_before() -> None:
+    img = photo_like(300, 200)
+    p = prepare_image(img, format="png")
+    assert decoded(p).mode == "RGB"
+    assert p.data == encoded(img, "PNG", compress_level=6)
+    assert prepare_image(photo_like(400, 300)).mime == "image/jpeg"
+
+
+def test_without_numpy_a_screenshot_stays_an_rgb_png(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(visionchat.images, "_numpy", lambda: None)
+    img = screenshot_like(1200, 700)
+    p = prepare_image(img, max_edge=640)
+    expected = img.resize((p.width, p.height), visionchat.images.RESAMPLE, reducing_gap=3.0)
+    out = decoded(p)
+    assert out.mode == "RGB" and np.array_equal(np.asarray(out), np.asarray(expected))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_transparency_stays_exact(mode: str) -> None:
+    img = screenshot_like(1200, 700).convert(mode)
+    img.paste((0, 0) if mode == "LA" else (0, 0, 0, 0), (0, 0, 300, 200))  # clear corner
+    p = prepare_image(img, max_edge=640)
+    out = decoded(p)
+    expected = img.resize((p.width, p.height), visionchat.images.RESAMPLE, reducing_gap=3.0)
+    assert out.mode == mode and np.array_equal(np.asarray(out), np.asarray(expected))
+    assert out.getpixel((0, 0))[-1] == 0
+
+
+def noise(w: int, h: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    """Random pixels: any difference between two resizes shows somewhere."""
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if mode == "L" else (h, w, 3)
+    return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("cpus", [2, 3, 4])
+@pytest.mark.parametrize(
+    ("size", "mode", "cut"),
+    [
+        ((3840, 2160), "RGB", True),  # 4K screenshot: 3840/2048 = 15/8
+        ((3000, 2000), "RGB", True),  # a 24 MP JPEG decoded at 1/2: 375/256
+        ((2880, 1800), "L", True),
+        ((4097, 1537), "RGB", True),  # odd sizes
+        ((3001, 2100), "RGB", True),
+        ((5000, 1200), "RGB", True),  # extreme aspect
+        ((2500, 2500), "RGB", True),
+        ((2000, 1500), "RGB", False),  # to 1.7 MP: 2000/1505 is not exact
+        ((2499, 2500), "RGB", None),  # taller than wide: one call
+        ((1200, 5000), "RGB", None),
+        ((20000, 150), "RGB", None),  # Pillow would first reduce 3x: one call
+        ((1200, 900), "RGB", None),  # too small to be worth threads
+    ],
+)
+def test_a_banded_resize_is_the_one_call_resize_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+    cpus: int,
+    size: tuple[int, int],
+    mode: str,
+    cut: bool | None,
+) -> None:
+    images = visionchat.images
+    monkeypatch.setattr(images, "_cpus", lambda: cpus)
+    banded: list[bool] = []
+    bands = images._bands
+
+    def spy(*args: int) -> object:
+        found = bands(*args)
+        banded.append(found is not None)
+        return found
+
+    monkeypatch.setattr(images, "_bands", spy)
+    img = noise(*size, mode=mode)
+    target = images._Limits(2048, 2048 * 2048).target(*size)
+    if target == size:
+        target = images._Limits(2048, 1_700_000).target(*size)
+    one = img.resize(target, images.RESAMPLE, reducing_gap=3.0)
+    assert images._resize(img, target).tobytes() == one.tobytes()
+    assert banded == ([] if cut is None else [cut])
+
+
+def test_a_draft_decoded_jpeg_is_resized_in_bands_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    images = visionchat.images
+    monkeypatch.setattr(images, "_cpus", lambda: 2)
+    data = encoded(photo_like(4000, 3000), "JPEG", quality=90)
+    limits = images._Limits(1024, 1024 * 1024)
+    img, _, _ = images._open_bytes(data, "test", limits)
+    assert img.size == (2000, 1500)  # decoded at half scale
+    target = limits.target(4000, 3000)
+    assert images._bands(2000, target[0], 2) is not None  # 2000/1024 = 125/64
+    one = img.resize(target, images.RESAMPLE, reducing_gap=3.0)
+    assert images._resize(img, target).tobytes() == one.tobytes()
+
+
+@pytest.mark.parametrize("kind", ["screenshot", "photo", "small"])
+def test_threads_do_not_change_a_byte(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    monkeypatch.setattr(visionchat.images, "_cpus", lambda: 2)  # threads even on one CPU
+    source: object = {
+        "screenshot": lambda: encoded(screenshot_like(3840, 2160), "PNG"),
+        "photo": lambda: encoded(photo_like(4000, 3000), "JPEG", quality=90),
+        "small": lambda: screenshot_like(300, 200),
+    }[kind]()
+    threaded = prepare_image(source, max_edge=1024 if kind == "photo" else None)
+    monkeypatch.setattr(visionchat.images, "_THREADED", False)
+    alone = prepare_image(source, max_edge=1024 if kind == "photo" else None)
+    assert threaded.data == alone.data and threaded.thumbnail == alone.thumbnail
+    assert threaded.resized == (kind != "small")
 
 
 def test_jpeg_keeps_colour_detail_down_the_image() -> None:
