@@ -14,7 +14,9 @@ from a separate process, so this process's CPU time is the client's alone.
 * visionchat: ``Conversation.stream`` with the OpenAI-compatible provider,
   which adds the engine thread hop, the provider's SSE parsing and error
   handling, the delta queue and the transcript bookkeeping; and that provider
-  alone on a loop thread, to tell the two layers apart.
+  alone on a loop thread, to tell the two layers apart; and ("new conv") a new
+  Conversation with a provider of its own for every reply, as each new widget
+  or batch makes.
 
 Printed per client (median of ``--runs``, clients interleaved): CPU time per
 10,000 chunks and time to first delta, then visionchat's ratios.  Every client
@@ -243,6 +245,20 @@ def visionchat_client(base: str) -> Callable[[], Iterator[str]]:
     return stream
 
 
+def visionchat_new_conversation(base: str) -> Callable[[], Iterator[str]]:
+    """A new Conversation with a provider of its own each time, as a new widget or batch makes.
+
+    Before providers shared the engine's client, each paid for a client (its
+    TLS context) and a new connection on its first turn."""
+    from visionchat.conversation import Conversation
+
+    def stream() -> Iterator[str]:
+        conv = Conversation(model=MODEL, provider="openai", api_key=KEY, base_url=base + "/v1")
+        yield from conv.stream(PROMPT)
+
+    return stream
+
+
 def measure(base: str, chunks: int, runs: int) -> tuple[dict[str, list[Run]], list[str]] | None:
     clients = {
         "raw httpx": raw_httpx(base),
@@ -250,6 +266,7 @@ def measure(base: str, chunks: int, runs: int) -> tuple[dict[str, list[Run]], li
         "openai SDK": openai_sdk(base),
         "provider": provider_only(base),
         "visionchat": visionchat_client(base),
+        "new conv": visionchat_new_conversation(base),
     }
     # one word per chunk: "w0 w1 ..."; clients may merge chunks that arrive
     # together, so the check is on the text, not on the number of pieces
@@ -358,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"first delta, visionchat / raw httpx: {first_raw:.2f}x   (target <= 1.2x)")
     print(f"first delta, visionchat / raw async: {ratio(vc, 'raw async', 'first'):.2f}x")
     print(f"first delta, visionchat / openai SDK: {ratio(vc, 'openai SDK', 'first'):.2f}x")
+    print(
+        "first delta, a new Conversation and provider each turn / raw httpx: "
+        f"{ratio('new conv', 'raw httpx', 'first'):.2f}x"
+    )
     print()
     print(f"cold first delta (a fresh process each, from creating the client; {args.runs} rounds):")
     for name, times in cold.items():
