@@ -66,16 +66,17 @@ class LongAnswers(Emulator):
     def take_answer(self, default):
         return answer
 
-with LongAnswers(sys.argv[2], port=0, chunk_delay=0.0) as emu:
+with LongAnswers(sys.argv[2], port=0, chunk_delay=float(sys.argv[3])) as emu:
     print(emu.base_url, flush=True)
     sys.stdin.read()
 """
 
 
 @contextmanager
-def emulator(chunks: int) -> Iterator[str]:
+def emulator(chunks: int, delay: float = 0.0) -> Iterator[str]:
+    """The emulator answering with ``chunks`` chunks, ``delay`` seconds apart."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVER, str(chunks), KEY],
+        [sys.executable, "-c", _SERVER, str(chunks), KEY, str(delay)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -284,6 +285,36 @@ def measure(base: str, chunks: int, runs: int) -> tuple[dict[str, list[Run]], li
     return results, list(clients)
 
 
+PACED_CHUNKS, PACED_DELAY = 2000, 0.0005
+
+
+def measure_paced(base: str, runs: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """CPU for a reply whose chunks the server paces, as a fast local model does.
+
+    Each chunk then comes in its own read, so the engine hands text to the
+    waiting thread at most every ``DELIVERY_INTERVAL``; the baseline is the
+    same client with the interval at 0, which hands on every delta by itself.
+    Returns CPU seconds per run and the number of pieces the caller got.
+    """
+    from visionchat import conversation
+
+    clients = {"raw httpx": raw_httpx(base), "visionchat": visionchat_client(base)}
+    interval = conversation.DELIVERY_INTERVAL
+    settings = {"raw httpx": interval, "visionchat": interval, "per delta": 0.0}
+    cpu: dict[str, list[float]] = {name: [] for name in settings}
+    pieces: dict[str, int] = {}
+    try:
+        for _ in range(runs):
+            for name, setting in settings.items():
+                conversation.DELIVERY_INTERVAL = setting
+                run = timed(clients.get(name, clients["visionchat"]))
+                cpu[name].append(run.cpu)
+                pieces[name] = run.chunks
+    finally:
+        conversation.DELIVERY_INTERVAL = interval
+    return cpu, pieces
+
+
 _COLD_CLIENTS: dict[str, Callable[[str], Callable[[], Iterator[str]]]] = {
     "raw httpx": raw_httpx,
     "raw async": raw_httpx_async,
@@ -340,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     with emulator(20) as base:
         short = measure(base, 20, args.runs * 4)
         cold = measure_cold(base, args.runs)
+    with emulator(PACED_CHUNKS, PACED_DELAY) as base:
+        paced, paced_pieces = measure_paced(base, max(3, args.runs // 2))
     if long is None or short is None:
         return 1
     (runs, names), (short_runs, _) = long, short
@@ -390,6 +423,25 @@ def main(argv: list[str] | None = None) -> int:
         v / r for v, r in zip(cold["visionchat"], cold["raw async"], strict=True)
     )
     print(f"cold, visionchat / raw httpx: {cold_raw:.2f}x, / raw async: {cold_async:.2f}x")
+    print()
+    print(
+        f"paced reply ({PACED_CHUNKS} chunks, {PACED_DELAY * 1000:g} ms apart), CPU, "
+        f"median of {len(paced['visionchat'])}:"
+    )
+    for name, times in paced.items():
+        label = "visionchat, every delta handed on alone" if name == "per delta" else name
+        print(
+            f"  {label:<40} {statistics.median(times) * 1000:>7.1f} ms"
+            f"   {paced_pieces[name]:>5} pieces to the caller"
+        )
+
+    def paced_ratio(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(paced[a], paced[b], strict=True))
+
+    print(
+        f"paced, visionchat / raw httpx: {paced_ratio('visionchat', 'raw httpx'):.2f}x, "
+        f"/ every delta handed on alone: {paced_ratio('visionchat', 'per delta'):.2f}x"
+    )
     return 0
 
 

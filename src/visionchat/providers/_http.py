@@ -57,6 +57,7 @@ __all__ = [
     "finish_body",
     "make_timeout",
     "message_of",
+    "new_client",
     "parse_reset",
     "parse_retry_after",
     "send",
@@ -93,9 +94,18 @@ def _engine_client() -> httpx.AsyncClient | None:
     loop = asyncio.get_running_loop()
     client = _ENGINE_CLIENTS.get(loop)
     if client is None or client.is_closed:
-        client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+        client = new_client()
         _ENGINE_CLIENTS[loop] = client
         engine.register_closeable(client)
+    return client
+
+
+def new_client() -> httpx.AsyncClient:
+    """A client as visionchat makes them: default timeouts, asyncio's own sockets."""
+    from ._network import use_asyncio_streams
+
+    client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+    use_asyncio_streams(client)
     return client
 
 
@@ -133,7 +143,7 @@ class ClientSource:
         if (shared := _engine_client()) is not None:
             return shared
         if self._own is None or self._own.is_closed:
-            self._own = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+            self._own = new_client()
         return self._own
 
     async def aclose(self) -> None:
