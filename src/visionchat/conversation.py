@@ -62,6 +62,9 @@ _ANSWER_RESERVE_TOKENS = 4096
 _DONE = object()  # end-of-turn marker in delta queues
 #: Seconds between two hand-offs of streamed text to a waiting thread (see ``_Turn.deliver``).
 DELIVERY_INTERVAL = 0.01
+#: Seconds the engine pauses after handing over a turn's first text, so the waiting
+#: thread wakes and shows it before the engine goes on (see ``_Turn.deliver``).
+FIRST_HANDOFF_PAUSE = 5e-5
 
 
 def _new_id() -> str:
@@ -333,7 +336,12 @@ class _Turn:
             self._first_sent = True
             self._flushed_at = loop.time()
             self.sink(text)
-            time.sleep(0)  # let the waiting thread take the GIL and show it now
+            # Let the waiting thread take the GIL and show it now.  sleep(0)
+            # hands the GIL over only if that thread is already running; the OS
+            # takes tens of µs to wake it, and by then the engine has the GIL
+            # back and keeps it until it waits on the network, which for a reply
+            # that came in one burst is after parsing all of it.
+            time.sleep(FIRST_HANDOFF_PAUSE)
             return
         self._pending.append(text)
         if self._timer is None:
