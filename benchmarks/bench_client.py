@@ -14,7 +14,9 @@ from a separate process, so this process's CPU time is the client's alone.
 * visionchat: ``Conversation.stream`` with the OpenAI-compatible provider,
   which adds the engine thread hop, the provider's SSE parsing and error
   handling, the delta queue and the transcript bookkeeping; and that provider
-  alone on a loop thread, to tell the two layers apart.
+  alone on a loop thread, to tell the two layers apart; and ("new conv") a new
+  Conversation with a provider of its own for every reply, as each new widget
+  or batch makes.
 
 Printed per client (median of ``--runs``, clients interleaved): CPU time per
 10,000 chunks and time to first delta, then visionchat's ratios.  Every client
@@ -64,16 +66,17 @@ class LongAnswers(Emulator):
     def take_answer(self, default):
         return answer
 
-with LongAnswers(sys.argv[2], port=0, chunk_delay=0.0) as emu:
+with LongAnswers(sys.argv[2], port=0, chunk_delay=float(sys.argv[3])) as emu:
     print(emu.base_url, flush=True)
     sys.stdin.read()
 """
 
 
 @contextmanager
-def emulator(chunks: int) -> Iterator[str]:
+def emulator(chunks: int, delay: float = 0.0) -> Iterator[str]:
+    """The emulator answering with ``chunks`` chunks, ``delay`` seconds apart."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVER, str(chunks), KEY],
+        [sys.executable, "-c", _SERVER, str(chunks), KEY, str(delay)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -243,6 +246,20 @@ def visionchat_client(base: str) -> Callable[[], Iterator[str]]:
     return stream
 
 
+def visionchat_new_conversation(base: str) -> Callable[[], Iterator[str]]:
+    """A new Conversation with a provider of its own each time, as a new widget or batch makes.
+
+    Before providers shared the engine's client, each paid for a client (its
+    TLS context) and a new connection on its first turn."""
+    from visionchat.conversation import Conversation
+
+    def stream() -> Iterator[str]:
+        conv = Conversation(model=MODEL, provider="openai", api_key=KEY, base_url=base + "/v1")
+        yield from conv.stream(PROMPT)
+
+    return stream
+
+
 def measure(base: str, chunks: int, runs: int) -> tuple[dict[str, list[Run]], list[str]] | None:
     clients = {
         "raw httpx": raw_httpx(base),
@@ -250,6 +267,7 @@ def measure(base: str, chunks: int, runs: int) -> tuple[dict[str, list[Run]], li
         "openai SDK": openai_sdk(base),
         "provider": provider_only(base),
         "visionchat": visionchat_client(base),
+        "new conv": visionchat_new_conversation(base),
     }
     # one word per chunk: "w0 w1 ..."; clients may merge chunks that arrive
     # together, so the check is on the text, not on the number of pieces
@@ -265,6 +283,36 @@ def measure(base: str, chunks: int, runs: int) -> tuple[dict[str, list[Run]], li
                 return None
             results[name].append(run)
     return results, list(clients)
+
+
+PACED_CHUNKS, PACED_DELAY = 2000, 0.0005
+
+
+def measure_paced(base: str, runs: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """CPU for a reply whose chunks the server paces, as a fast local model does.
+
+    Each chunk then comes in its own read, so the engine hands text to the
+    waiting thread at most every ``DELIVERY_INTERVAL``; the baseline is the
+    same client with the interval at 0, which hands on every delta by itself.
+    Returns CPU seconds per run and the number of pieces the caller got.
+    """
+    from visionchat import conversation
+
+    clients = {"raw httpx": raw_httpx(base), "visionchat": visionchat_client(base)}
+    interval = conversation.DELIVERY_INTERVAL
+    settings = {"raw httpx": interval, "visionchat": interval, "per delta": 0.0}
+    cpu: dict[str, list[float]] = {name: [] for name in settings}
+    pieces: dict[str, int] = {}
+    try:
+        for _ in range(runs):
+            for name, setting in settings.items():
+                conversation.DELIVERY_INTERVAL = setting
+                run = timed(clients.get(name, clients["visionchat"]))
+                cpu[name].append(run.cpu)
+                pieces[name] = run.chunks
+    finally:
+        conversation.DELIVERY_INTERVAL = interval
+    return cpu, pieces
 
 
 _COLD_CLIENTS: dict[str, Callable[[str], Callable[[], Iterator[str]]]] = {
@@ -323,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     with emulator(20) as base:
         short = measure(base, 20, args.runs * 4)
         cold = measure_cold(base, args.runs)
+    with emulator(PACED_CHUNKS, PACED_DELAY) as base:
+        paced, paced_pieces = measure_paced(base, max(3, args.runs // 2))
     if long is None or short is None:
         return 1
     (runs, names), (short_runs, _) = long, short
@@ -358,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"first delta, visionchat / raw httpx: {first_raw:.2f}x   (target <= 1.2x)")
     print(f"first delta, visionchat / raw async: {ratio(vc, 'raw async', 'first'):.2f}x")
     print(f"first delta, visionchat / openai SDK: {ratio(vc, 'openai SDK', 'first'):.2f}x")
+    print(
+        "first delta, a new Conversation and provider each turn / raw httpx: "
+        f"{ratio('new conv', 'raw httpx', 'first'):.2f}x"
+    )
     print()
     print(f"cold first delta (a fresh process each, from creating the client; {args.runs} rounds):")
     for name, times in cold.items():
@@ -369,6 +423,25 @@ def main(argv: list[str] | None = None) -> int:
         v / r for v, r in zip(cold["visionchat"], cold["raw async"], strict=True)
     )
     print(f"cold, visionchat / raw httpx: {cold_raw:.2f}x, / raw async: {cold_async:.2f}x")
+    print()
+    print(
+        f"paced reply ({PACED_CHUNKS} chunks, {PACED_DELAY * 1000:g} ms apart), CPU, "
+        f"median of {len(paced['visionchat'])}:"
+    )
+    for name, times in paced.items():
+        label = "visionchat, every delta handed on alone" if name == "per delta" else name
+        print(
+            f"  {label:<40} {statistics.median(times) * 1000:>7.1f} ms"
+            f"   {paced_pieces[name]:>5} pieces to the caller"
+        )
+
+    def paced_ratio(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(paced[a], paced[b], strict=True))
+
+    print(
+        f"paced, visionchat / raw httpx: {paced_ratio('visionchat', 'raw httpx'):.2f}x, "
+        f"/ every delta handed on alone: {paced_ratio('visionchat', 'per delta'):.2f}x"
+    )
     return 0
 
 

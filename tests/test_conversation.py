@@ -10,12 +10,14 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from test_conversation_fakes import FakeProvider, make_image
+from visionchat import conversation as conversation_module
 from visionchat.conversation import Conversation, ConversationEvent, Reply
 from visionchat.errors import (
     NotVisionCapableError,
@@ -23,6 +25,7 @@ from visionchat.errors import (
     TurnCancelledError,
     VisionChatError,
 )
+from visionchat.providers.base import StreamEvent, TextDelta, TurnRequest, TurnResult
 
 RED = make_image((220, 20, 20))
 BLUE = make_image((20, 20, 220), (80, 60))
@@ -83,18 +86,71 @@ def test_ask_returns_the_whole_answer_and_records_both_messages() -> None:
     assert "gpt-4o" in repr(reply)
 
 
+class LockstepProvider(FakeProvider):
+    """Sends its next chunk only once the caller has received the last one."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.received = 0
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[StreamEvent]:
+        for i, chunk in enumerate(self.answer_for(request)):
+            yield TextDelta(chunk)
+            for _ in range(2000):  # a held-back delta fails the test instead of hanging it
+                if self.received > i:
+                    break
+                await asyncio.sleep(0.005)
+            else:
+                raise AssertionError(f"delta {i} never reached the caller")
+        yield TurnResult(model=request.model)
+
+
 def test_stream_yields_deltas_that_make_the_reply() -> None:
-    conv, fake = conv_with(words=30, delay=0.001)
-    deltas = list(conv.stream("count", RED))
-    assert len(deltas) == 31  # paced: one delta per chunk
+    fake = LockstepProvider(words=30)
+    conv = Conversation(model="gpt-4o", provider=fake)
+    deltas = []
+    for delta in conv.stream("count", RED):
+        deltas.append(delta)
+        fake.received += 1
+    # a delta is never held back until a later one arrives: each of the 31 went
+    # on by itself, though the next was only sent after it was received
+    assert len(deltas) == 31
     assert all(isinstance(d, str) and d for d in deltas)
     last = conv.last_reply
     assert last is not None and "".join(deltas) == last.text
     # what arrives in one go (here: an instant provider) comes out together,
     # after the first piece, which is handed over at once
-    fake.delay = 0
-    burst = list(conv.stream("all at once"))
-    assert burst == ["echo all at once | images=0 |", conv.messages[-1].text[29:]]
+    plain = FakeProvider()
+    burst = list(Conversation(model="gpt-4o", provider=plain).stream("all at once"))
+    assert burst[0] == "echo all at once | images=0 |"
+    assert len(burst) == 2 and burst[1] == " " + " ".join(f"w{i}" for i in range(1, 9))
+
+
+def test_a_fast_stream_wakes_the_caller_once_per_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deltas within DELIVERY_INTERVAL of the last hand-off go on together.
+
+    A stream whose chunks each take a pass of the engine's loop (as reading a
+    socket does) used to wake the caller once per chunk.  With the interval
+    made longer than the whole turn, everything after the first piece arrives
+    in one hand-off, at the end of the turn, so nothing is lost either.
+    """
+    monkeypatch.setattr(conversation_module, "DELIVERY_INTERVAL", 3600.0)
+
+    class LoopPassPerChunk(FakeProvider):
+        async def stream(self, request: TurnRequest) -> AsyncIterator[StreamEvent]:
+            for chunk in self.answer_for(request):
+                await asyncio.sleep(0)
+                yield TextDelta(chunk)
+            yield TurnResult(model=request.model)
+
+    conv = Conversation(model="gpt-4o", provider=LoopPassPerChunk(words=1000))
+    pieces = list(conv.stream("many"))
+    assert len(pieces) == 2
+    assert pieces[0] == "echo many | images=0 |"
+    assert "".join(pieces) == conv.messages[-1].text
+    assert conv.messages[-1].text.endswith(" w999 w1000")
 
 
 def test_ask_async_and_stream_async_on_the_callers_loop() -> None:

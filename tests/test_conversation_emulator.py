@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from test_conversation_fakes import make_image
@@ -211,3 +212,33 @@ def test_a_plain_script_against_the_emulator() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "2", "2"]
+
+
+# -- one HTTP client for every conversation -----------------------------------
+
+
+@pytest.mark.parametrize("backend", ["1min", "openai"])
+def test_new_conversations_reuse_the_engines_connection(emu: Emulator, backend: str) -> None:
+    """Each Conversation (each widget, each batch) makes its own provider, but
+    they share the engine's client: its pool and TLS context.  With a client per
+    provider, every new conversation opened a new connection."""
+    make = onemin if backend == "1min" else openai
+    for prompt in ("one", "two", "three"):
+        assert make(emu).ask(prompt, show=False).text
+    ports = {r.client_port for r in emu.requests}
+    assert len(emu.requests) >= 3 and len(ports) == 1
+
+
+def test_a_providers_timeout_holds_on_the_shared_client(emu: Emulator) -> None:
+    from visionchat.errors import StreamInterruptedError
+    from visionchat.providers.openai import OpenAIProvider
+
+    emu.add_fault("stall", path="/v1/chat/completions", after_chunks=2, seconds=3)
+    quick = OpenAIProvider(KEY, base_url=emu.base_url + "/v1", timeout=httpx.Timeout(5, read=0.3))
+    conv = Conversation(model="gpt-4o", provider=quick)
+    with pytest.raises(StreamInterruptedError, match="read timeout"):
+        conv.ask("x", show=False)
+    assert conv.messages[-1].text  # the partial answer is kept
+    # the default provider on the same client still waits out a short stall
+    emu.add_fault("stall", path="/v1/chat/completions", after_chunks=2, seconds=0.5)
+    assert openai(emu).ask("y", show=False).text

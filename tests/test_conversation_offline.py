@@ -31,7 +31,8 @@ def test_ask_stream_and_async_calls() -> None:
     assert "64×48" in reply.text and "red" in reply.text
     assert "offline demo model" in reply.text
     assert reply.model == MODEL_ID and reply.usage is not None
-    conv.provider.words_per_second = 2000  # type: ignore[attr-defined]
+    # paced slower than the 10 ms hand-off interval merges, so it visibly streams
+    conv.provider.words_per_second = 200  # type: ignore[attr-defined]
     deltas = list(conv.stream("and this one?", BLUE))
     assert len(deltas) > 10
     conv.provider.words_per_second = 0  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import threading
 import time
@@ -344,16 +345,19 @@ def test_repr_hides_the_key() -> None:
 
 @contextmanager
 def server(reply: Any) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """An HTTP server whose POST handler is ``reply(body) -> (status, ctype, bytes)``."""
+    """An HTTP server whose POST handler is ``reply(body) -> (status, ctype, bytes)``,
+    optionally with a fourth item: more headers."""
     seen: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append(body)
-            status, ctype, payload = reply(body)
+            status, ctype, payload, *more = reply(body)
             self.send_response(status)
             self.send_header("Content-Type", ctype)
+            for name, value in (more[0] if more else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
@@ -382,6 +386,18 @@ def delta(text: str, finish: str | None = None) -> dict[str, Any]:
 
 def local(url: str) -> OpenAIProvider:
     return OpenAIProvider(base_url=url, retry_backoff=0.01)
+
+
+def test_a_compressed_stream_is_decoded() -> None:
+    # Plain streams are read without httpx's decoding layer; a gzipped one
+    # must still go through it.
+    def reply(body: dict[str, Any]) -> tuple[int, str, bytes, dict[str, str]]:
+        payload = gzip.compress(sse(delta("Zipped "), delta("answer"), delta("", "stop")))
+        return 200, "text/event-stream", payload, {"Content-Encoding": "gzip"}
+
+    with server(reply) as (url, _):
+        text, _ = ask(local(url), TurnRequest("x", "llava"))
+    assert text == "Zipped answer"
 
 
 def test_a_stream_without_its_end_marker_is_interrupted() -> None:

@@ -32,7 +32,16 @@ from ..errors import (
 )
 from ..images import PreparedImage
 from ..ratelimit import RateLimiter
-from ._http import RetryPolicy, Service, finish_body, make_timeout, send, stream_error
+from ._http import (
+    ClientSource,
+    RetryPolicy,
+    Service,
+    finish_body,
+    make_timeout,
+    send,
+    stream_blocks,
+    stream_error,
+)
 from ._sse import SSEParser
 from .base import ModelInfo, StreamEvent, TextDelta, TurnRequest, TurnResult, UploadProgress
 
@@ -128,8 +137,10 @@ class OneMinAIProvider:
         #: Paces every request when set (``visionchat.batch`` sets one at the
         #: documented RATE_LIMIT); a lone conversation needs none.
         self.rate_limiter = rate_limiter
-        self._client = http_client
-        self._owns_client = http_client is None
+        # A given client keeps its own timeouts unless timeout= is passed too.
+        self._clients = ClientSource(
+            http_client, self.timeout if timeout is not None or http_client is None else None
+        )
         self._uploads: dict[str, asyncio.Task[str]] = {}
         self._listing: dict[str, ModelInfo] = {}
 
@@ -139,14 +150,12 @@ class OneMinAIProvider:
     # -- plumbing ------------------------------------------------------------
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout)
-        return self._client
+        return self._clients.get()
 
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Request:
         # Per request, never as a client default: a client's headers are on view.
         headers = {"API-KEY": self._key.reveal(), "Accept": "application/json, text/event-stream"}
-        return self._http().build_request(method, self.base_url + path, headers=headers, **kw)
+        return self._clients.build_request(method, self.base_url + path, headers=headers, **kw)
 
     async def _json(self, method: str, path: str, **kw: Any) -> Any:
         response = await send(self._http(), lambda: self._request(method, path, **kw),
@@ -167,9 +176,7 @@ class OneMinAIProvider:
             ) from None
 
     async def aclose(self) -> None:
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-        self._client = None
+        await self._clients.aclose()
 
     # -- models --------------------------------------------------------------
 
@@ -432,7 +439,7 @@ class OneMinAIProvider:
         ended = False
         sse = SSEParser()
         try:
-            blocks = response.aiter_bytes()
+            blocks = stream_blocks(response)
             async for block in blocks:
                 for event, raw in sse.feed(block):
                     if raw.strip() == "[DONE]" or event == "done":
@@ -505,7 +512,7 @@ class OneMinAIProvider:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text = ""
         try:
-            async for raw in response.aiter_bytes():
+            async for raw in stream_blocks(response):
                 chunk = decoder.decode(raw)
                 if chunk:
                     text += chunk

@@ -28,7 +28,16 @@ from .._secret import Secret
 from ..errors import BadRequestError, NotVisionCapableError, StreamInterruptedError
 from ..images import PreparedImage
 from ..ratelimit import RateLimiter
-from ._http import RetryPolicy, Service, finish_body, make_timeout, send, stream_error
+from ._http import (
+    ClientSource,
+    RetryPolicy,
+    Service,
+    finish_body,
+    make_timeout,
+    send,
+    stream_blocks,
+    stream_error,
+)
 from ._sse import SSEParser
 from .base import (
     HistoryTurn,
@@ -122,8 +131,10 @@ class OpenAIProvider:
             "OpenAI" if host == "api.openai.com" else f"the OpenAI-compatible server at {host}",
             "set OPENAI_API_KEY or pass api_key=... (local servers such as Ollama need none)",
         )
-        self._client = http_client
-        self._owns_client = http_client is None
+        # A given client keeps its own timeouts unless timeout= is passed too.
+        self._clients = ClientSource(
+            http_client, self.timeout if timeout is not None or http_client is None else None
+        )
         #: Paces every request when set; ``visionchat.batch`` sets one and it
         #: learns the server's limit from its ``x-ratelimit-*`` headers.
         self.rate_limiter = rate_limiter
@@ -133,9 +144,7 @@ class OpenAIProvider:
         return f"OpenAIProvider(base_url={self.base_url!r}, api_key={key})"
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout)
-        return self._client
+        return self._clients.get()
 
     def _headers(self) -> dict[str, str]:
         # Per request, never as a client default: a client's headers are on view.
@@ -145,9 +154,7 @@ class OpenAIProvider:
         return headers
 
     async def aclose(self) -> None:
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-        self._client = None
+        await self._clients.aclose()
 
     # -- models ----------------------------------------------------------------
 
@@ -159,7 +166,7 @@ class OpenAIProvider:
         """The server's models, completed from the catalog (see ``listed_models``)."""
 
         def build() -> httpx.Request:
-            return self._http().build_request(
+            return self._clients.build_request(
                 "GET", self.base_url + "/models", headers=self._headers()
             )
 
@@ -240,7 +247,7 @@ class OpenAIProvider:
                     yield event
             elif ctype == "text/event-stream":
                 sse = SSEParser()
-                blocks = response.aiter_bytes()
+                blocks = stream_blocks(response)
                 async for block in blocks:  # once per chunk: lean
                     for _event, data in sse.feed(block):
                         piece = parsed.feed(data, self._service)
@@ -272,7 +279,7 @@ class OpenAIProvider:
             # traceback (printed with its variables, or kept by an error tracker)
             # would show them.
             headers = {**self._headers(), "Content-Type": "application/json"}
-            return self._http().build_request(
+            return self._clients.build_request(
                 "POST", self.base_url + "/chat/completions", content=payload, headers=headers
             )
 

@@ -64,6 +64,7 @@ class RecordedRequest:
     headers_without_key: dict[str, str]
     time: float
     files: tuple[str, ...] = ()  # multipart file names, for uploads
+    client_port: int = 0  # the client's port: requests on one connection share it
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]  # lower-case names
     body: bytes
+    client_port: int = 0
     json: Any = None
 
 
@@ -282,7 +284,14 @@ class Emulator:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in h.headers.items()}
-        req = Request(h.command, parts.path, dict(parse_qsl(parts.query)), headers, body)
+        req = Request(
+            h.command,
+            parts.path,
+            dict(parse_qsl(parts.query)),
+            headers,
+            body,
+            client_port=int(h.client_address[1]),
+        )
         if "json" in headers.get("content-type", "") and body:
             try:
                 req.json = json.loads(body)
@@ -371,6 +380,7 @@ class Emulator:
             headers_without_key={k: v for k, v in req.headers.items() if k not in secret},
             time=time.monotonic(),
             files=files,
+            client_port=req.client_port,
         )
         with self._lock:
             self.requests.append(rec)
