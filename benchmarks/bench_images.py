@@ -71,6 +71,30 @@ def screenshot_png() -> bytes:
     return buf.getvalue()
 
 
+def plot_png() -> bytes:
+    """A 4K PNG of a line plot: anti-aliased lines and text, so thousands of colours.
+
+    The flat screenshot above keeps 211 colours after the resize and goes out as
+    a palette PNG; a plot does not, so it shows the common case without that.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(19.2, 10.8), dpi=200)
+    x = np.linspace(0, 10, 500)
+    for k in range(4):
+        ax.plot(x, np.sin(x + k) * (1 + k / 4), label=f"series {k}")
+    ax.set(title="Signal by series", xlabel="time (s)", ylabel="amplitude")
+    ax.legend()
+    ax.grid(True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def float_array() -> np.ndarray:
     y, x = np.mgrid[0:2000, 0:2000] / 2000.0
     return (np.sin(x * 12) * np.cos(y * 9) * 0.5 + 0.5).astype(np.float64)
@@ -165,6 +189,7 @@ def main() -> None:
     cases = [
         ("24 MP JPEG photo", photo_jpeg()),
         ("4K PNG screenshot", screenshot_png()),
+        ("4K PNG plot", plot_png()),
         ("2000×2000 float array", float_array()),
     ]
     print(
