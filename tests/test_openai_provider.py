@@ -251,6 +251,21 @@ def test_a_stall_longer_than_the_read_timeout_interrupts(emulator: Emulator) -> 
     assert len(completions(emulator)) == 1
 
 
+def test_a_given_client_keeps_its_own_timeout(emulator: Emulator) -> None:
+    # Requests carry the provider's timeout, but only when one was asked for:
+    # a client passed in without timeout= keeps the one it was made with.
+    emulator.add_fault("stall", after_chunks=2, seconds=3)
+
+    async def go() -> None:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=0.3)) as client:
+            p = provider(emulator, http_client=client)
+            async for _ in p.stream(TurnRequest("x", "gpt-4o")):
+                pass
+
+    with pytest.raises(StreamInterruptedError, match="read timeout"):
+        asyncio.run(go())
+
+
 def test_error_in_stream(emulator: Emulator) -> None:
     emulator.add_fault("error_event", after_chunks=2, message="overloaded")
     with pytest.raises(StreamInterruptedError, match="overloaded") as info:

@@ -120,19 +120,23 @@ class ClientSource:
     provider used on another loop (a test's ``asyncio.run``) gets a client of
     its own, closed with the provider.  A client the user passed in is used as
     it is and never closed here.
-    Timeouts stay per provider: they travel with each request (``None``: a
-    given client's own).
+    Timeouts stay per provider: they travel with each request, and without
+    one a given client keeps its own.
     """
 
     __slots__ = ("_given", "_own", "_timeout")
 
     def __init__(
-        self, given: httpx.AsyncClient | None = None, timeout: httpx.Timeout | None = None
+        self,
+        given: httpx.AsyncClient | None = None,
+        timeout: float | httpx.Timeout | None = None,
     ) -> None:
         self._given = given
         self._own: httpx.AsyncClient | None = None
-        self._timeout: Any = timeout or (
-            httpx.USE_CLIENT_DEFAULT if given is not None else DEFAULT_TIMEOUT
+        self._timeout: Any = (
+            httpx.USE_CLIENT_DEFAULT
+            if timeout is None and given is not None
+            else make_timeout(timeout)
         )
 
     def build_request(self, method: str, url: str, **kw: Any) -> httpx.Request:

@@ -137,10 +137,7 @@ class OneMinAIProvider:
         #: Paces every request when set (``visionchat.batch`` sets one at the
         #: documented RATE_LIMIT); a lone conversation needs none.
         self.rate_limiter = rate_limiter
-        # A given client keeps its own timeouts unless timeout= is passed too.
-        self._clients = ClientSource(
-            http_client, self.timeout if timeout is not None or http_client is None else None
-        )
+        self._clients = ClientSource(http_client, timeout)
         self._uploads: dict[str, asyncio.Task[str]] = {}
         self._listing: dict[str, ModelInfo] = {}
 

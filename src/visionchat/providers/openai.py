@@ -131,10 +131,7 @@ class OpenAIProvider:
             "OpenAI" if host == "api.openai.com" else f"the OpenAI-compatible server at {host}",
             "set OPENAI_API_KEY or pass api_key=... (local servers such as Ollama need none)",
         )
-        # A given client keeps its own timeouts unless timeout= is passed too.
-        self._clients = ClientSource(
-            http_client, self.timeout if timeout is not None or http_client is None else None
-        )
+        self._clients = ClientSource(http_client, timeout)
         #: Paces every request when set; ``visionchat.batch`` sets one and it
         #: learns the server's limit from its ``x-ratelimit-*`` headers.
         self.rate_limiter = rate_limiter
