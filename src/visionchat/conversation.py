@@ -324,7 +324,7 @@ class _Turn:
         the engine: about 35 µs of CPU each.  Deltas that come in one pass of
         the loop always went on together; a stream paced by the server (a fast
         local model) brings one delta per pass, and at 2,000 a second the
-        interval cut hand-offs from 2,000 to 126 and the CPU time by 14%.  A
+        interval cut hand-offs from 2,000 to about 128 and the CPU time by 14-21%.  A
         display cannot show 10 ms apart anyway.  A slow stream's deltas, more
         than ``DELIVERY_INTERVAL`` apart, still go on the next pass of the loop,
         and none waits for a later one.

@@ -3,11 +3,12 @@
 httpcore reaches the network through a small backend interface (connect,
 read, write, start TLS, close).  Its default for asyncio goes through anyio,
 which opens a cancel scope for every timeout and yields to the loop once more
-on every read and write.  On visionchat's engine that layering was the largest
-cost the client adds (``benchmarks/bench_client.py``): 0.56 ms more time to
-first delta than this module, and 2.6x raw sync httpx's CPU per chunk on a
-stream paced by the server, against 1.9x here.  So, as with server-sent
-events, a measured exception to "use the library": the same interface over
+on every read and write.  On a stream paced by the server, where each chunk
+is a read of its own, that layering made visionchat cost 2.3-2.8x raw sync
+httpx's CPU per chunk, against about 1.9x here (``benchmarks/bench_client.py``,
+paced figures); with the engine's quicker first hand-off it also took 3-6% off
+the time to first delta (``benchmarks/compare_first_delta.py``).  So, as with
+server-sent events, a measured exception to "use the library": the same interface over
 asyncio's own streams, in under a hundred lines, used only for the clients
 visionchat makes itself (never one passed in, never a proxy's).
 
