@@ -45,6 +45,7 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
+from ._network import use_asyncio_streams
 
 if TYPE_CHECKING:
     from ..ratelimit import RateLimiter
@@ -101,8 +102,6 @@ def _engine_client() -> httpx.AsyncClient | None:
 
 def new_client() -> httpx.AsyncClient:
     """A client as visionchat makes them: default timeouts, asyncio's own sockets."""
-    from ._network import use_asyncio_streams
-
     client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
     use_asyncio_streams(client)
     return client

@@ -37,7 +37,6 @@ from ._http import (
     RetryPolicy,
     Service,
     finish_body,
-    make_timeout,
     send,
     stream_blocks,
     stream_error,
@@ -128,7 +127,6 @@ class OneMinAIProvider:
             "/"
         )
         self.api = api
-        self.timeout = make_timeout(timeout)
         self.retry = RetryPolicy(max_retries=max_retries, backoff=retry_backoff)
         self.web_search_sites = web_search_sites
         self.web_search_words = web_search_words

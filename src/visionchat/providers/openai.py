@@ -33,7 +33,6 @@ from ._http import (
     RetryPolicy,
     Service,
     finish_body,
-    make_timeout,
     send,
     stream_blocks,
     stream_error,
@@ -124,7 +123,6 @@ class OpenAIProvider:
         url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = url.rstrip("/")
         self.detail = detail
-        self.timeout = make_timeout(timeout)
         self.retry = RetryPolicy(max_retries=max_retries, backoff=retry_backoff)
         host = urlsplit(self.base_url).netloc or self.base_url
         self._service = Service(
