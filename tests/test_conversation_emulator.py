@@ -4,7 +4,6 @@ providers against the emulator, faults included."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,17 +19,11 @@ RED = make_image((220, 20, 20), (64, 48))
 BLUE = make_image((20, 20, 220), (80, 60))
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator(api_key=KEY) as emu:
-        yield emu
-
-
 @pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    server.chunk_delay = 0.0
-    return server
+def emu(emulator: Emulator) -> Emulator:
+    """The plugin's emulator (fresh state per test), answering to this module's key."""
+    emulator.api_key = KEY
+    return emulator
 
 
 def chats(emu: Emulator) -> list[dict]:  # type: ignore[type-arg]

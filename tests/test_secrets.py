@@ -20,7 +20,6 @@ import pickle
 import traceback
 import types
 from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +43,11 @@ HTTP_BACKENDS = ("1min", "1min-legacy", "1min-env", "openai")
 BACKENDS = (*HTTP_BACKENDS, "offline", "custom")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator(api_key=KEY) as emu:
-        yield emu
-
-
 @pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    server.chunk_delay = 0.0
-    return server
+def emu(emulator: Emulator) -> Emulator:
+    """The plugin's emulator (fresh state per test), answering to this module's key."""
+    emulator.api_key = KEY
+    return emulator
 
 
 def conversation(backend: str, emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Conversation:
