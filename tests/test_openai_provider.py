@@ -219,6 +219,15 @@ def test_retries_are_bounded(emulator: Emulator) -> None:
         ask(provider(emulator, max_retries=1), TurnRequest("x", "gpt-4o"))
 
 
+def test_backoff_grows_across_the_first_attempt(emulator: Emulator) -> None:
+    """Each wait doubles: the third request waits 0.4-0.6 s, not the first wait again."""
+    emulator.add_fault("status", times=2, status=503)
+    ask(provider(emulator, retry_backoff=0.2), TurnRequest("x", "gpt-4o"))
+    first, second, third = completions(emulator)
+    assert second.time - first.time >= 0.2
+    assert third.time - second.time >= 0.4
+
+
 def test_out_of_quota_is_not_retried(emulator: Emulator) -> None:
     quota = {
         "error": {
