@@ -6,8 +6,8 @@ which opens a cancel scope for every timeout and yields to the loop once more
 on every read and write.  On a stream paced by the server, where each chunk
 is a read of its own, that layering made visionchat cost 2.3-2.8x raw sync
 httpx's CPU per chunk, against about 1.9x here (``benchmarks/bench_client.py``,
-paced figures); with the engine's quicker first hand-off it also took 3-9% off
-the time to first delta (``benchmarks/compare_client.py``).  So, as with
+paced figures).  The time to first delta it leaves as it was, within about 1%
+(``benchmarks/compare_client.py``).  So, as with
 server-sent events, a measured exception to "use the library": the same interface over
 asyncio's own streams, in under a hundred lines, used only for the clients
 visionchat makes itself (never one passed in, never a proxy's).
