@@ -219,7 +219,7 @@ def test_retries_are_bounded(emulator: Emulator) -> None:
         ask(provider(emulator, max_retries=1), TurnRequest("x", "gpt-4o"))
 
 
-def test_backoff_grows_across_the_first_attempt(emulator: Emulator) -> None:
+def test_retry_waits_keep_doubling(emulator: Emulator) -> None:
     """Each wait doubles: the third request waits 0.4-0.6 s, not the first wait again."""
     emulator.add_fault("status", times=2, status=503)
     ask(provider(emulator, retry_backoff=0.2), TurnRequest("x", "gpt-4o"))
