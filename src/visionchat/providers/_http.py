@@ -44,6 +44,7 @@ from ..errors import (
     OutOfCreditsError,
     RateLimitError,
     ServerError,
+    StreamInterruptedError,
 )
 from ._network import use_asyncio_streams
 
@@ -64,6 +65,7 @@ __all__ = [
     "parse_retry_after",
     "send",
     "stream_blocks",
+    "stream_error",
 ]
 
 # Connect quickly or fail; between two chunks of a stream, allow a slow model.
@@ -428,8 +430,6 @@ async def finish_body(rest: AsyncIterator[Any], grace: float = END_GRACE) -> Non
 
 def stream_error(exc: httpx.TransportError, service: Service, partial: str) -> APIError:
     """A failure after the answer started: never retried (it would bill twice)."""
-    from ..errors import StreamInterruptedError
-
     what = (
         f"no data for longer than the read timeout ({type(exc).__name__})"
         if isinstance(exc, httpx.TimeoutException)
